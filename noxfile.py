@@ -1,0 +1,63 @@
+"""tfdock sessions. `nox` runs the default ones (what CI runs); `nox -l` lists them all.
+
+`tests` and `lint` run inside the dev image (built first when missing or stale); `host` and `engine` run
+on the host. Arguments after `--` replace a session's defaults: `nox -s tests -- -k data`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+
+from tfdock_host import settings as project_settings  # noqa: E402
+from tfdock_host import suites  # noqa: E402
+from tfdock_host.errors import TfdockError  # noqa: E402
+
+nox.options.sessions = ["lint", "host", "tests", "engine"]
+nox.options.error_on_missing_interpreters = True
+HOST_REQUIREMENTS = ["--require-hashes", "-r", "requirements/host.txt", "-r", "requirements/host-test.txt"]
+
+
+def in_container(session: nox.Session, suite, default_args: list[str]) -> None:
+    try:
+        exit_code = suite(project_settings.load(), session.posargs or default_args)
+    except TfdockError as error:
+        session.error(str(error))
+    if exit_code:
+        session.error(f"{suite.__name__} exited with {exit_code}")
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """The container test suite (TensorFlow), run inside the dev image with src/ bind-mounted."""
+    in_container(session, suites.container_tests, ["--durations=10"])
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff, ruff format --check, mypy and hadolint, run inside the dev image."""
+    in_container(session, suites.lint, ["."])
+
+
+@nox.session
+def host(session: nox.Session) -> None:
+    """The host package's own tests: no TensorFlow, no engine."""
+    session.install(*HOST_REQUIREMENTS)
+    session.run("pytest", "tests/host", *(session.posargs or ["-q"]), env={"PYTHONPATH": "src"})
+
+
+@nox.session
+def engine(session: nox.Session) -> None:
+    """End-to-end tests against the real Docker engine: builds, labels, training runs, GPU requests."""
+    session.install(*HOST_REQUIREMENTS)
+    session.run(
+        "pytest",
+        "tests/engine",
+        "--junitxml=reports/junit-engine.xml",
+        *(session.posargs or ["-q", "--durations=10"]),
+        env={"PYTHONPATH": "src"},
+    )

@@ -1,0 +1,72 @@
+"""What every `python -m tfdock.*` command shares: one-line errors, exit codes and signal handling."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import NoReturn
+
+from tfdock.errors import ConfigError, Interrupted, TfdockError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors become a ConfigError, so they print as one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message, f"see `python -m {self.prog} --help`")
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM handling: raise at once, or, inside `deferred()`, only when the loop asks.
+
+    A training loop defers the signal to its next step boundary so checkpoints and exports are never cut
+    short; a second signal while deferred still raises immediately.
+    """
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self.deferring = False
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.deferring and self.pending is None:
+            self.pending = signum
+            print(f"{signal.Signals(signum).name} received: stopping at the next safe point", file=sys.stderr)
+            return
+        raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+
+    def raise_if_pending(self) -> None:
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise Interrupted(signum)
+
+
+stop_signals = _StopSignals()
+
+
+def run(command: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None) -> int:
+    """Run a CLI body; the single place where expected failures become one stderr line and an exit code."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop_signals.handle)
+    try:
+        command(argv)
+    except TfdockError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except Interrupted as interrupt:
+        print(f"interrupted by {signal.Signals(interrupt.signum).name}", file=sys.stderr)
+        return interrupt.exit_code
+    except KeyboardInterrupt:
+        print("interrupted by SIGINT", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,156 @@
+"""The one training configuration: a `TrainConfig` dataclass and the command line that fills it."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tfdock.cli import ArgumentParser
+from tfdock.errors import ConfigError
+
+DATASETS = ("mnist", "fashion-mnist")
+LR_SCHEDULES = ("onecycle", "cosine", "constant")
+MIXED_PRECISION_MODES = ("auto", "on", "off")
+LATEST = "latest"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. Defaults are the tuned recipe (see benchmarks/)."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str = "/data"
+    output_dir: str = "/outputs"
+    download: bool = False
+    epochs: int = 12
+    batch_size: int = 256
+    learning_rate: float = 0.006
+    lr_schedule: str = "onecycle"
+    seed: int = 0
+    validation_split: float = 0.1
+    deterministic: bool = True
+    mixed_precision: str = "auto"
+    jit_compile: bool = False
+    resume: str | None = None
+    run_name: str | None = None
+    profile: tuple[int, int] | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    cpu_devices: int = 1
+    width: int = 32
+    depth: int = 2
+    dropout: float = 0.3
+    batch_norm: bool = True
+
+    def __post_init__(self) -> None:
+        minimums = {"epochs": 1, "batch_size": 1, "cpu_devices": 1, "width": 1, "depth": 1}
+        minimums.update({"limit_train": 1, "limit_test": 1})
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= {minimum} (got {value})")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"--learning-rate must be > 0 (got {self.learning_rate})")
+        if not 0 <= self.validation_split < 1:
+            raise ConfigError(f"--validation-split must be in [0, 1) (got {self.validation_split})")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"--dropout must be in [0, 1) (got {self.dropout})")
+        if self.depth > 3:
+            raise ConfigError(f"--depth must be <= 3 (got {self.depth})", "each block halves the 28x28 image")
+        if self.profile is not None and not 0 <= self.profile[0] < self.profile[1]:
+            raise ConfigError(f"--profile must be START:STOP with 0 <= START < STOP (got {self.profile})")
+        for name, choices in (
+            ("dataset", DATASETS),
+            ("lr_schedule", LR_SCHEDULES),
+            ("mixed_precision", MIXED_PRECISION_MODES),
+        ):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json_file(cls, path: Path) -> TrainConfig:
+        try:
+            fields = json.loads(path.read_text())
+            if fields.get("profile") is not None:
+                fields["profile"] = tuple(fields["profile"])
+            return cls(**fields)
+        except (OSError, ValueError, TypeError) as error:
+            raise ConfigError(f"{path}: cannot read the run's saved config ({error})") from None
+
+
+def _step_range(text: str) -> tuple[int, int]:
+    start, sep, stop = text.partition(":")
+    if not sep or not start.isdigit() or not stop.isdigit():
+        raise ValueError(text)
+    return int(start), int(stop)
+
+
+_step_range.__name__ = "START:STOP step range"  # argparse names the type in its error message
+
+
+def build_parser() -> ArgumentParser:
+    defaults = TrainConfig()
+    parser = ArgumentParser(
+        prog="tfdock.train",
+        description="Train the tfdock CNN on MNIST or Fashion-MNIST (one custom loop for every device setup).",
+        formatter_class=lambda prog: argparse.ArgumentDefaultsHelpFormatter(prog, width=100),
+    )
+    data = parser.add_argument_group("data and outputs")
+    data.add_argument("--dataset", choices=DATASETS, default=defaults.dataset)
+    data.add_argument("--data-dir", default=defaults.data_dir, help="directory holding the dataset files")
+    data.add_argument("--output-dir", default=defaults.output_dir, help="runs are written under it")
+    data.add_argument("--download", action="store_true", help="download missing dataset files first")
+    data.add_argument("--validation-split", type=float, default=defaults.validation_split,
+                      help="fraction of the TRAIN set held out for validation (the test set is never used)")
+    data.add_argument("--limit-train", type=int, help="train on the first N training images only")
+    data.add_argument("--limit-test", type=int, help="evaluate on the first N test images only")
+
+    training = parser.add_argument_group("training")
+    training.add_argument("--epochs", type=int, default=defaults.epochs)
+    training.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                          help="per replica; the global batch is this times the number of replicas")
+    training.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
+                          help="peak learning rate for one replica; scaled linearly with the replicas")
+    training.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=defaults.lr_schedule,
+                          help="onecycle: linear warm-up then cosine decay; cosine: decay only")
+    training.add_argument("--seed", type=int, default=defaults.seed)
+    training.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
+                          default=defaults.deterministic,
+                          help="TF op determinism: identical weights for identical seeds")
+    training.add_argument("--resume", nargs="?", const=LATEST, metavar="RUN_DIR",
+                          help="continue a run from its last completed epoch with its saved config "
+                          "(no value: the latest run)")
+    training.add_argument("--run-name", help="default: UTC time plus a random suffix")
+    training.add_argument("--profile", type=_step_range, metavar="START:STOP",
+                          help="TF profiler trace of these global steps into the run's tensorboard dir")
+
+    devices = parser.add_argument_group("devices")
+    devices.add_argument("--mixed-precision", choices=MIXED_PRECISION_MODES, default=defaults.mixed_precision,
+                         help="mixed_float16; auto = on only when a GPU is visible (it is slow on CPU)")
+    devices.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    devices.add_argument("--cpu-devices", type=int, default=defaults.cpu_devices,
+                         help="split the CPU into N logical devices under MirroredStrategy: a STAND-IN "
+                         "for N GPUs on machines without GPUs, for testing the distributed path")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--width", type=int, default=defaults.width, help="filters of the first conv block")
+    model.add_argument("--depth", type=int, default=defaults.depth, help="conv blocks, each doubling width")
+    model.add_argument("--dropout", type=float, default=defaults.dropout, help="before the classifier")
+    model.add_argument("--batch-norm", action=argparse.BooleanOptionalAction,
+                       default=defaults.batch_norm)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> TrainConfig:
+    return TrainConfig(**vars(build_parser().parse_args(argv)))
+
+
+def as_dict(config: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)

@@ -1,0 +1,230 @@
+"""The project image: its tags, its content hash, and a BuildKit build through the docker CLI.
+
+The docker SDK cannot drive BuildKit (no cache or secret mounts), so builds run the CLI; everything else
+(inspecting labels, deciding staleness) goes through the SDK. An image is stale when its content-hash label
+differs from the hash of the Dockerfile and the lock files it installs: source changes never make it stale,
+because every local task bind-mounts src/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import os
+import re
+import subprocess
+from collections import defaultdict, deque
+from pathlib import Path
+
+from tfdock_host import console
+from tfdock_host.engine import buildkit_cli, connect
+from tfdock_host.errors import BuildError, UsageError
+from tfdock_host.settings import ROOT, Settings
+
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+HASH_LABEL = "io.tfdock.content-hash"
+VARIANTS = ("cpu", "gpu")
+TARGETS = ("runtime", "dev")
+CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+FAILED_STEP_LINES = 25
+
+
+def lock_files(variant: str) -> list[Path]:
+    return [ROOT / "requirements" / f"runtime-{variant}.txt", ROOT / "requirements" / "dev.txt"]
+
+
+def content_hash(variant: str) -> str:
+    """sha256 over what decides the image's layers below the source: Dockerfile, .dockerignore, lock files."""
+    digest = hashlib.sha256()
+    for path in [DOCKERFILE, ROOT / ".dockerignore", *lock_files(variant)]:
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def latest_tag(settings: Settings, variant: str, target: str) -> str:
+    """The moving tag the tasks run: `tfdock:latest-cpu`, `tfdock:latest-gpu-dev`."""
+    return f"{settings.image}:latest-{variant}{'-dev' if target == 'dev' else ''}"
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRequest:
+    variant: str
+    target: str
+    base_image: str
+    ca_bundle: Path | None = None
+    no_cache: bool = False
+    extra_tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise UsageError(f"unknown variant {self.variant!r}", f"use one of: {', '.join(VARIANTS)}")
+        if self.target not in TARGETS:
+            raise UsageError(f"unknown target {self.target!r}", f"use one of: {', '.join(TARGETS)}")
+
+
+def resolve_ca_bundle(explicit: str = "", configured: str = "") -> Path | None:
+    """The CA bundle pip must trust: --ca-cert, else invoke.yaml, else PIP_CERT/SSL_CERT_FILE/REQUESTS_CA_BUNDLE."""
+    for origin, value in [
+        ("--ca-cert", explicit),
+        ("tfdock.ca_bundle", configured),
+        *((name, os.environ.get(name, "")) for name in CA_BUNDLE_VARIABLES),
+    ]:
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise UsageError(
+                    f"CA bundle {value} (from {origin}) is not a readable file",
+                    "point it at your proxy's PEM bundle, e.g. /etc/ssl/certs/ca-certificates.crt",
+                )
+            return path
+    return None
+
+
+def build_args(settings: Settings, request: BuildRequest) -> list[str]:
+    """The `docker build` command line (without the CLI itself): plain data, testable without an engine."""
+    uid, gid = _image_user_ids()
+    revision, created = _git_revision()
+    version = _project_version()
+    tags = [
+        latest_tag(settings, request.variant, request.target),
+        f"{settings.image}:{version}-{request.variant}{'-dev' if request.target == 'dev' else ''}-{revision[:7]}",
+        *request.extra_tags,
+    ]
+    labels = {
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.created": created,
+        "org.opencontainers.image.version": version,
+        "io.tfdock.tensorflow-version": tensorflow_version(request.variant),
+        "io.tfdock.target": request.target,
+        HASH_LABEL: content_hash(request.variant),
+    }
+    args = ["build", "--progress", "plain", "-f", str(DOCKERFILE), "--target", request.target]
+    for name, value in [
+        ("BASE_IMAGE", request.base_image),
+        ("VARIANT", request.variant),
+        ("UID", str(uid)),
+        ("GID", str(gid)),
+    ]:
+        args += ["--build-arg", f"{name}={value}"]
+    for key, value in labels.items():
+        args += ["--label", f"{key}={value}"]
+    for tag in tags:
+        args += ["--tag", tag]
+    if request.ca_bundle:
+        args += ["--secret", f"id=ca_bundle,src={request.ca_bundle}"]
+    if request.no_cache:
+        args.append("--no-cache")
+    return [*args, str(ROOT)]
+
+
+def build(settings: Settings, request: BuildRequest) -> str:
+    """Build with BuildKit, streaming the log; returns the latest tag. A failure shows the failing step's tail."""
+    cli = buildkit_cli(settings.docker_cli)
+    connect()  # a stopped daemon is one clear line, not a BuildKit stack dump
+    tag = latest_tag(settings, request.variant, request.target)
+    console.info(f"building {tag} from {request.base_image} with {cli}")
+    _run_build([cli, *build_args(settings, request)], tag)
+    return tag
+
+
+def freshness(settings: Settings, variant: str, target: str) -> str:
+    """'fresh', 'missing' or 'stale' for the image the tasks would run."""
+    from docker.errors import ImageNotFound
+
+    try:
+        image = connect().images.get(latest_tag(settings, variant, target))
+    except ImageNotFound:
+        return "missing"
+    return "fresh" if image.labels.get(HASH_LABEL) == content_hash(variant) else "stale"
+
+
+def ensure(settings: Settings, variant: str, target: str) -> str:
+    """The image's tag, built first when it is missing or stale."""
+    state = freshness(settings, variant, target)
+    if state != "fresh":
+        console.info(f"image {latest_tag(settings, variant, target)} is {state}")
+        build(
+            settings,
+            BuildRequest(
+                variant=variant,
+                target=target,
+                base_image=settings.base_image,
+                ca_bundle=resolve_ca_bundle(configured=settings.ca_bundle),
+            ),
+        )
+    return latest_tag(settings, variant, target)
+
+
+def tensorflow_version(variant: str) -> str:
+    pinned = re.search(r"^tensorflow(?:-cpu)?(?:\[[^]]*\])?==([\w.]+)", lock_files(variant)[0].read_text(), re.M)
+    return pinned.group(1) if pinned else "unknown"
+
+
+def _run_build(command: list[str], tag: str) -> None:
+    step_names: dict[str, str] = {}
+    step_lines: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=FAILED_STEP_LINES))
+    failed_step = ""
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env={**os.environ, "DOCKER_BUILDKIT": "1"},
+    )
+    assert process.stdout is not None
+    # A spinner with the current step on a terminal; BuildKit's plain lines in logs and CI.
+    spinner = console.err.status(f"building {tag}") if console.err.is_terminal else contextlib.nullcontext()
+    with spinner as status:
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            step = re.match(r"#(\d+) (.*)", line)
+            if step:
+                step_id, text = step.groups()
+                step_lines[step_id].append(text)
+                if text.startswith("["):
+                    step_names[step_id] = text
+                if text.startswith("ERROR"):
+                    failed_step = step_id
+            if status is None:
+                console.err.out(line, highlight=False)
+            elif step and step.group(1) in step_names:
+                status.update(f"[bold]{step_names[step.group(1)][:100]}[/]  [dim]{line[-80:]}[/]")
+    if process.wait() != 0:
+        name = step_names.get(failed_step, "")
+        for text in step_lines.get(failed_step, []):
+            console.err.out(f"  {text}", highlight=False)
+        raise BuildError(
+            f"building {tag} failed" + (f" at {name}" if name else f" (docker exit {process.returncode})"),
+            "the failing step's last lines are above; `invoke build --no-cache` rules out a bad cached layer",
+        )
+    console.info(f"built {tag}")
+
+
+def _image_user_ids() -> tuple[int, int]:
+    """The invoking user's ids for the image's user; root's become 1000 so the image is never root-owned."""
+    uid, gid = os.getuid(), os.getgid()
+    return (uid, gid) if uid != 0 else (1000, 1000)
+
+
+def _git_revision() -> tuple[str, str]:
+    """(commit, its ISO date): a reproducible `created`, so an unchanged tree builds an identical image."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%H %cI"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        out = []
+    if len(out) == 2:
+        return out[0], out[1]
+    return "unknown", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _project_version() -> str:
+    found = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    return found.group(1) if found else "0"

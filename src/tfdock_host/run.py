@@ -1,0 +1,233 @@
+"""Running a container: a `RunSpec` (plain data) and the one place that knows the container lifecycle.
+
+Every task (train, test, lint, evaluate, notebook, tensorboard, shell) builds a spec with `task_spec`, which
+applies the house rules once: the invoking user's UID:GID (the image's non-root user when invoked as root),
+a writable HOME, the project bind-mounted read-only (its src/ wins over the image's copy), data read-only, outputs read-write, no
+capabilities, no new privileges, no network unless asked, ports on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tfdock_host import console
+from tfdock_host.engine import connect
+from tfdock_host.errors import EngineError
+from tfdock_host.settings import ROOT
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+    from tfdock_host.gpus import GpuRequest
+
+WORKSPACE = "/workspace"
+DATA_DIR = "/data"
+OUTPUT_DIR = "/outputs"
+CONTAINER_HOME = "/tmp/home"
+PROJECT_LABEL = "io.tfdock.project"
+TASK_LABEL = "io.tfdock.task"
+STOP_TIMEOUT_S = 10
+NO_NVIDIA_RUNTIME = 'could not select device driver ""'
+
+
+@dataclasses.dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    image: str
+    command: tuple[str, ...]
+    name: str
+    labels: Mapping[str, str]
+    mounts: tuple[Mount, ...] = ()
+    user: str | None = None
+    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    gpus: tuple[GpuRequest, ...] = ()
+    shm_size: str = "2g"
+    network: str = "none"
+    ports: Mapping[int, int] = dataclasses.field(default_factory=dict)
+    tty: bool = False
+
+    def create_kwargs(self) -> dict[str, Any]:
+        """Arguments for the docker SDK's `containers.create`."""
+        from docker.types import Mount as DockerMount
+
+        return {
+            "image": self.image,
+            "command": list(self.command),
+            "name": self.name,
+            "labels": dict(self.labels),
+            "user": self.user,
+            "environment": dict(self.environment),
+            "mounts": [
+                DockerMount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
+                for m in self.mounts
+            ],
+            "tmpfs": {CONTAINER_HOME: "mode=1777,exec,size=1g"},
+            "device_requests": [gpu.to_docker() for gpu in self.gpus],
+            "shm_size": self.shm_size,
+            "network_mode": self.network,
+            "ports": {f"{inside}/tcp": ("127.0.0.1", outside) for inside, outside in self.ports.items()},
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "tty": self.tty,
+            "stdin_open": False,
+            "working_dir": WORKSPACE,
+        }
+
+
+def invoking_user() -> str | None:
+    """UID:GID for the container, so files on bind mounts belong to the user; None (the image's non-root
+    user) when invoked as root, as in CI."""
+    uid, gid = os.getuid(), os.getgid()
+    return None if uid == 0 else f"{uid}:{gid}"
+
+
+def task_spec(
+    task: str,
+    image: str,
+    command: list[str],
+    *,
+    data_dir: Path | None = None,
+    output_dir: Path | None = None,
+    extra_mounts: tuple[Mount, ...] = (),
+    environment: Mapping[str, str] | None = None,
+    gpus: tuple[GpuRequest, ...] = (),
+    shm_size: str = "2g",
+    network: str = "none",
+    ports: Mapping[int, int] | None = None,
+) -> RunSpec:
+    """A spec with the house rules; host dirs it mounts are created first, so Docker never makes them as root."""
+    mounts = [Mount(ROOT, WORKSPACE)]
+    if data_dir is not None:
+        mounts.append(Mount(_existing_dir(data_dir), DATA_DIR))
+    if output_dir is not None:
+        mounts.append(Mount(_existing_dir(output_dir), OUTPUT_DIR, read_only=False))
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    return RunSpec(
+        image=image,
+        command=tuple(command),
+        name=f"tfdock-{task}-{run_id}",
+        labels={PROJECT_LABEL: "tfdock", TASK_LABEL: task, "io.tfdock.root": str(ROOT)},
+        mounts=(*mounts, *extra_mounts),
+        user=invoking_user(),
+        environment={
+            "HOME": CONTAINER_HOME,
+            "KERAS_HOME": f"{CONTAINER_HOME}/.keras",
+            "XDG_CACHE_HOME": f"{CONTAINER_HOME}/.cache",
+            "MPLCONFIGDIR": f"{CONTAINER_HOME}/.config/matplotlib",
+            "PYTHONPATH": f"{WORKSPACE}/src",
+            "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+            "TFDOCK_IMAGE": image,
+            **(environment or {}),
+        },
+        gpus=gpus,
+        shm_size=shm_size,
+        network=network,
+        ports=ports or {},
+        tty=sys.stdout.isatty(),
+    )
+
+
+def _existing_dir(path: Path) -> Path:
+    path = path.expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+def execute(spec: RunSpec) -> int:
+    """Create, start and stream the container; return its exit code (130/143 when we were interrupted).
+
+    The container is removed on every path; on SIGINT/SIGTERM it is first stopped within STOP_TIMEOUT_S.
+    """
+    from docker.errors import APIError
+
+    client = connect()
+    with _signals_raise_interrupted():
+        try:
+            container = client.containers.create(**spec.create_kwargs())
+            container.start()
+            _stream_logs(container)
+            return int(container.wait()["StatusCode"])
+        except Interrupted as interrupted:
+            console.info(f"{interrupted}: stopping {spec.name} (at most {STOP_TIMEOUT_S} s)")
+            _quietly(lambda: client.api.stop(spec.name, timeout=STOP_TIMEOUT_S))
+            return interrupted.exit_code
+        except APIError as error:
+            raise _engine_error(error, spec) from None
+        except OSError as error:  # requests' ConnectionError is an OSError: the daemon went away
+            raise EngineError(
+                f"lost the Docker daemon while {spec.name} was running: {error.__class__.__name__}",
+                "once it is back, `invoke clean` removes leftovers and `invoke train --resume` continues",
+            ) from None
+        finally:
+            # By name: a signal may have arrived before create() returned, with the container made.
+            _ignore_signals()
+            _quietly(lambda: client.api.remove_container(spec.name, force=True))
+
+
+def _stream_logs(container: Container) -> None:
+    out = sys.stdout.buffer
+    for chunk in container.logs(stream=True, follow=True):
+        out.write(chunk)
+        out.flush()
+
+
+@contextlib.contextmanager
+def _signals_raise_interrupted() -> Iterator[None]:
+    """SIGINT/SIGTERM raise Interrupted once; during cleanup further ones are ignored, so cleanup finishes."""
+
+    def handler(signum: int, _frame: object) -> None:
+        _ignore_signals()
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _ignore_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _quietly(action: Any) -> None:
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    with contextlib.suppress(DockerException, RequestException):
+        action()
+
+
+def _engine_error(error: Exception, spec: RunSpec) -> EngineError:
+    text = str(getattr(error, "explanation", None) or error)
+    if NO_NVIDIA_RUNTIME in text:
+        return EngineError(
+            "GPUs were requested but this Docker engine has no NVIDIA runtime",
+            "install the NVIDIA Container Toolkit and restart the daemon "
+            "(https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html), "
+            "or run with --gpus none",
+        )
+    return EngineError(f"the engine refused {spec.name}: {text}")

@@ -1,0 +1,69 @@
+"""The in-container suites (tests, lint): one implementation behind both `nox -s ...` and `invoke ...`.
+
+Both run in the dev image with the project bind-mounted read-only at /workspace (no rebuild for code
+changes) and only reports/ writable, as the invoking user, without network.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from tfdock_host import image
+from tfdock_host.run import WORKSPACE, Mount, execute, task_spec
+from tfdock_host.settings import Settings
+
+REAL_DATA_IN_CONTAINER = "/datasets/fashion-mnist"
+
+
+def container_tests(settings: Settings, pytest_args: list[str]) -> int:
+    """pytest over tests/container inside the dev image; junit XML and coverage land in reports/."""
+    reports = settings.host_path(settings.reports_dir)
+    command = [
+        "python", "-m", "pytest",
+        "-p", "no:cacheprovider",
+        "-o", "testpaths=tests/container",
+        "-o", "junit_suite_name=container",
+        "--junitxml", "reports/junit-container.xml",
+        "--cov", "tfdock", "--cov-report", "xml:reports/coverage-container.xml", "--cov-report", "term",
+        *pytest_args,
+    ]  # fmt: skip
+    environment = {"COVERAGE_FILE": f"{WORKSPACE}/reports/.coverage-container"}
+    mounts = [Mount(reports, f"{WORKSPACE}/reports", read_only=False)]
+    real_data = _real_fashion_mnist(settings)
+    if real_data:
+        mounts.append(Mount(real_data, REAL_DATA_IN_CONTAINER))
+        environment["TFDOCK_FASHION_MNIST_DIR"] = REAL_DATA_IN_CONTAINER
+    reports.mkdir(parents=True, exist_ok=True)
+    return _run_in_dev_image(settings, "test", command, tuple(mounts), environment)
+
+
+def lint(settings: Settings, paths: list[str]) -> int:
+    """ruff check, ruff format --check, mypy and hadolint; all run, and any failure fails the suite."""
+    checks = [
+        ["ruff", "check", *paths],
+        ["ruff", "format", "--check", *paths],
+        ["mypy"],
+        ["hadolint", "docker/Dockerfile"],
+    ]
+    script = "status=0\n" + "".join(
+        f"echo '--- {shlex.join(check)}'; {shlex.join(check)} || status=1\n" for check in checks
+    )
+    environment = {"RUFF_CACHE_DIR": "/tmp/home/.cache/ruff", "MYPY_CACHE_DIR": "/tmp/home/.cache/mypy"}
+    return _run_in_dev_image(settings, "lint", ["sh", "-c", script + "exit $status"], (), environment)
+
+
+def _run_in_dev_image(
+    settings: Settings,
+    task: str,
+    command: list[str],
+    mounts: tuple[Mount, ...],
+    environment: dict[str, str],
+) -> int:
+    tag = image.ensure(settings, settings.variant, "dev")
+    return execute(task_spec(task, tag, command, extra_mounts=mounts, environment=environment))
+
+
+def _real_fashion_mnist(settings: Settings) -> Path | None:
+    directory = Path(settings.fashion_mnist_dir)
+    return directory if (directory / "train-images-idx3-ubyte.gz").is_file() else None

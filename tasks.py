@@ -1,0 +1,150 @@
+"""tfdock tasks. `invoke --list` is the menu; `invoke --help TASK` shows a task's options.
+
+Defaults live in invoke.yaml (override with INVOKE_TFDOCK_<KEY>); the work lives in src/tfdock_host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from invoke import Context, Exit, task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+
+from tfdock_host.errors import TfdockError  # noqa: E402
+from tfdock_host.settings import Settings  # noqa: E402
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """The host side's one error printer: an expected failure is one line and an exit code, no traceback."""
+    try:
+        yield
+    except TfdockError as error:
+        from tfdock_host import console  # rich: imported when needed, so `invoke --list` stays instant
+
+        console.print_error(error)
+        raise Exit(code=error.exit_code) from None
+
+
+def settings(c: Context) -> Settings:
+    return Settings.from_mapping(c.config.tfdock)
+
+
+def passthrough(c: Context) -> list[str]:
+    """Arguments after a bare `--`, handed to the program in the container."""
+    return shlex.split(c.remainder)
+
+
+def exit_with(code: int) -> None:
+    if code:
+        raise Exit(code=code)
+
+
+@task(
+    help={
+        "variant": "cpu or gpu: which TensorFlow build the image installs (default: invoke.yaml)",
+        "target": "Dockerfile stage: runtime (what training runs) or dev (tests, lint, IDE, notebook)",
+        "no_cache": "rebuild every layer",
+        "tag": "an extra tag for the image, e.g. registry.example.com/team/tfdock:1.0",
+        "base_image": "base image (default: python:3.11-slim-bookworm, or invoke.yaml)",
+        "ca_cert": "CA bundle for pip behind a TLS-intercepting proxy (default: PIP_CERT, SSL_CERT_FILE, ...)",
+    }
+)
+def build(c, variant="", target="dev", no_cache=False, tag="", base_image="", ca_cert=""):
+    """Build the project image with BuildKit (cached, pinned)."""
+    from tfdock_host import image
+
+    s = settings(c)
+    with reported():
+        request = image.BuildRequest(
+            variant=variant or s.variant,
+            target=target,
+            base_image=base_image or s.base_image,
+            ca_bundle=image.resolve_ca_bundle(ca_cert, s.ca_bundle),
+            no_cache=no_cache,
+            extra_tags=(tag,) if tag else (),
+        )
+        image.build(s, request)
+
+
+@task(help={"upgrade": "move every pin to the newest allowed version, not just resolve what changed"})
+def lock(c, upgrade=False):
+    """Recompile requirements/*.txt (pinned, hashed) from requirements/*.in with uv."""
+    from tfdock_host.lock import REQUIREMENTS, compile_commands
+
+    with c.cd(str(REQUIREMENTS)):
+        for command in compile_commands(upgrade):
+            c.run(shlex.join(command), echo=True)
+
+
+@task(
+    help={
+        "gpus": "GPUs as in `docker run --gpus`: all, none, 2, device=0,2 (default: invoke.yaml)",
+        "epochs": "training epochs (default: the trainer's)",
+        "batch_size": "per-replica batch size (default: the trainer's)",
+        "dataset": "mnist or fashion-mnist (default: invoke.yaml)",
+        "data_dir": "host dir with the dataset's files, mounted read-only (default: data/<dataset>)",
+        "output_dir": "host dir for runs: checkpoints, model, metrics, TensorBoard (default: outputs)",
+        "resume": "continue the latest run from its last checkpoint",
+        "variant": "image variant: cpu or gpu (default: gpu when GPUs are requested)",
+        "shm_size": "the container's /dev/shm (default: invoke.yaml)",
+    }
+)
+def train(
+    c,
+    gpus="",
+    epochs=0,
+    batch_size=0,
+    dataset="",
+    data_dir="",
+    output_dir="",
+    resume=False,
+    variant="",
+    shm_size="",
+):
+    """Train the model in a container: data in (read-only), model and logs out, owned by you."""
+    from tfdock_host import training
+
+    trainer_args = []
+    if epochs:
+        trainer_args += ["--epochs", str(epochs)]
+    if batch_size:
+        trainer_args += ["--batch-size", str(batch_size)]
+    if resume:
+        trainer_args.append("--resume")
+    with reported():
+        exit_with(
+            training.train(
+                settings(c),
+                gpus_spec=gpus,
+                dataset=dataset,
+                data_dir=data_dir,
+                output_dir=output_dir,
+                variant=variant,
+                shm_size=shm_size,
+                trainer_args=[*trainer_args, *passthrough(c)],
+            )
+        )
+
+
+@task
+def test(c):
+    """Run the in-container test suite (pytest args after --, e.g. `invoke test -- -k data`)."""
+    from tfdock_host import suites
+
+    with reported():
+        exit_with(suites.container_tests(settings(c), passthrough(c)))
+
+
+@task
+def lint(c):
+    """Lint in the container: ruff, ruff format, mypy, hadolint (paths after --)."""
+    from tfdock_host import suites
+
+    with reported():
+        exit_with(suites.lint(settings(c), passthrough(c) or ["."]))

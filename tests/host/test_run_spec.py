@@ -1,0 +1,94 @@
+"""The house rules every task's container gets, checked on the RunSpec (plain data, no engine)."""
+
+import os
+
+import pytest
+
+from tfdock_host import gpus, run, training
+from tfdock_host.errors import UsageError
+from tfdock_host.settings import ROOT
+
+
+@pytest.fixture
+def spec(tmp_path):
+    return run.task_spec(
+        "train",
+        "tfdock:latest-cpu",
+        ["python", "-m", "tfdock.train"],
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "outputs",
+        gpus=tuple(gpus.parse("all")),
+    )
+
+
+def test_data_is_read_only_outputs_writable_project_read_only(spec, tmp_path):
+    mounts = {m.target: m for m in spec.mounts}
+    assert mounts[run.DATA_DIR].read_only and mounts[run.DATA_DIR].source == tmp_path / "data"
+    assert not mounts[run.OUTPUT_DIR].read_only
+    assert mounts[run.WORKSPACE].source == ROOT and mounts[run.WORKSPACE].read_only
+
+
+def test_host_dirs_exist_before_the_run_so_docker_never_creates_them_as_root(spec, tmp_path):
+    assert (tmp_path / "data").is_dir() and (tmp_path / "outputs").is_dir()
+
+
+def test_runs_as_the_invoking_user_or_the_images_user_when_root(spec):
+    expected = None if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+    assert spec.user == expected
+
+
+def test_security_defaults_and_no_network(spec):
+    kwargs = spec.create_kwargs()
+    assert kwargs["cap_drop"] == ["ALL"]
+    assert kwargs["security_opt"] == ["no-new-privileges"]
+    assert kwargs["network_mode"] == "none"
+
+
+def test_writable_home_and_caches_for_any_uid(spec):
+    env = spec.environment
+    assert env["HOME"] == run.CONTAINER_HOME
+    for variable in ("KERAS_HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR"):
+        assert env[variable].startswith(run.CONTAINER_HOME)
+    assert run.CONTAINER_HOME in spec.create_kwargs()["tmpfs"]
+    assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+
+
+def test_gpu_requests_reach_the_sdk_as_device_requests(spec):
+    (request,) = spec.create_kwargs()["device_requests"]
+    assert request["Count"] == -1 and request["Capabilities"] == [["gpu"]]
+
+
+def test_every_container_is_labelled_and_uniquely_named(tmp_path):
+    names = {run.task_spec("test", "img", ["true"]).name for _ in range(20)}
+    assert len(names) == 20
+    spec = run.task_spec("test", "img", ["true"])
+    assert spec.labels[run.PROJECT_LABEL] == "tfdock" and spec.labels[run.TASK_LABEL] == "test"
+
+
+def test_published_ports_bind_to_loopback_only():
+    spec = run.task_spec("notebook", "img", ["jupyter"], ports={8888: 8888})
+    assert spec.create_kwargs()["ports"] == {"8888/tcp": ("127.0.0.1", 8888)}
+
+
+@pytest.mark.parametrize("value", ["2g", "512m", "1073741824", "64K"])
+def test_shm_size_accepts_docker_sizes(value):
+    assert training.validated_shm_size(value) == value.lower()
+
+
+@pytest.mark.parametrize("value", ["", "0", "-1g", "2gb", "lots", "1.5g"])
+def test_shm_size_rejects_anything_else_with_the_fix(value):
+    with pytest.raises(UsageError, match="shm-size"):
+        training.validated_shm_size(value)
+
+
+def test_a_dataset_is_present_as_four_idx_files_gzipped_or_not_or_one_npz(tmp_path):
+    assert training.missing_dataset_files(tmp_path)
+    for name in training.IDX_FILES[:3]:
+        (tmp_path / f"{name}.gz").touch()
+    assert training.missing_dataset_files(tmp_path)
+    (tmp_path / training.IDX_FILES[3]).touch()
+    assert not training.missing_dataset_files(tmp_path)
+    npz_only = tmp_path / "npz"
+    npz_only.mkdir()
+    (npz_only / "mnist.npz").touch()
+    assert not training.missing_dataset_files(npz_only)

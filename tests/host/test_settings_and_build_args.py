@@ -1,0 +1,90 @@
+"""Settings and the `docker build` command line, checked as plain data (no engine)."""
+
+import subprocess
+
+import pytest
+
+from tfdock_host import image, lock, settings
+from tfdock_host.errors import UsageError
+
+
+def test_invoke_yaml_and_its_env_override_are_what_nox_sees(monkeypatch):
+    monkeypatch.delenv("INVOKE_TFDOCK_BASE_IMAGE", raising=False)
+    assert settings.load().base_image == "python:3.11-slim-bookworm"
+    monkeypatch.setenv("INVOKE_TFDOCK_BASE_IMAGE", "example/base:1")
+    monkeypatch.setenv("INVOKE_TFDOCK_SHM_SIZE", "8g")
+    loaded = settings.load()
+    assert (loaded.base_image, loaded.shm_size) == ("example/base:1", "8g")
+
+
+def test_dataset_dir_defaults_to_data_slash_dataset():
+    s = settings.Settings()
+    assert s.dataset_dir("mnist") == settings.ROOT / "data" / "mnist"
+    assert s.dataset_dir("mnist", "/srv/mnist") == settings.Path("/srv/mnist")
+
+
+def _build_args(**overrides):
+    request = image.BuildRequest(variant="cpu", target="dev", base_image="base:1", **overrides)
+    return image.build_args(settings.Settings(), request)
+
+
+def _values(args, flag):
+    return [args[i + 1] for i, arg in enumerate(args) if arg == flag]
+
+
+def test_build_passes_base_variant_and_labels_without_touching_layers():
+    args = _build_args()
+    assert "BASE_IMAGE=base:1" in _values(args, "--build-arg")
+    assert "VARIANT=cpu" in _values(args, "--build-arg")
+    labels = dict(label.split("=", 1) for label in _values(args, "--label"))
+    assert labels[image.HASH_LABEL] == image.content_hash("cpu")
+    assert labels["io.tfdock.tensorflow-version"].startswith("2.21.")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout
+    assert labels["org.opencontainers.image.revision"] in (head.strip() or "unknown", "unknown")
+
+
+def test_tags_carry_version_variant_and_commit_plus_latest_per_variant():
+    tags = _values(_build_args(extra_tags=("registry.example/t:1",)), "--tag")
+    assert tags[0] == "tfdock:latest-cpu-dev"
+    assert tags[1].startswith("tfdock:0.1.0-cpu-dev-")
+    assert tags[2] == "registry.example/t:1"
+
+
+def test_ca_bundle_goes_in_as_a_secret_never_as_a_build_arg(tmp_path):
+    bundle = tmp_path / "corp.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    args = _build_args(ca_bundle=bundle)
+    assert _values(args, "--secret") == [f"id=ca_bundle,src={bundle}"]
+    assert not any(str(bundle) in value for value in _values(args, "--build-arg"))
+
+
+def test_ca_bundle_resolution_order_and_a_missing_file(monkeypatch, tmp_path):
+    first, second = tmp_path / "a.pem", tmp_path / "b.pem"
+    first.write_text("a")
+    second.write_text("b")
+    monkeypatch.setenv("PIP_CERT", str(second))
+    assert image.resolve_ca_bundle(str(first)) == first
+    assert image.resolve_ca_bundle() == second
+    monkeypatch.setenv("PIP_CERT", str(tmp_path / "missing.pem"))
+    with pytest.raises(UsageError, match="PIP_CERT"):
+        image.resolve_ca_bundle()
+
+
+def test_content_hash_covers_lock_files_and_dockerfile_not_source():
+    cpu, gpu = image.content_hash("cpu"), image.content_hash("gpu")
+    assert cpu != gpu
+    assert all(path.exists() for path in image.lock_files("gpu"))
+
+
+@pytest.mark.parametrize("field", ["variant", "target"])
+def test_unknown_variant_or_target_is_a_usage_error(field):
+    values = {"variant": "cpu", "target": "dev", field: "tpu"}
+    with pytest.raises(UsageError, match="tpu"):
+        image.BuildRequest(base_image="b", **values)
+
+
+def test_lock_compiles_dev_after_the_runtime_locks_it_is_constrained_by():
+    outputs = [command[command.index("--output-file") + 1] for command in lock.compile_commands()]
+    assert outputs.index("dev.txt") > max(outputs.index("runtime-cpu.txt"), outputs.index("runtime-gpu.txt"))
+    assert outputs.index("host-test.txt") > outputs.index("host.txt")
+    assert all("--generate-hashes" in command for command in lock.compile_commands())
