@@ -6,6 +6,7 @@ on the host. Arguments after `--` replace a session's defaults: `nox -s tests --
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -13,10 +14,12 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from tfdock_host import settings as project_settings  # noqa: E402
-from tfdock_host import suites  # noqa: E402
-from tfdock_host.errors import TfdockError  # noqa: E402
+from tfdock_host import settings as project_settings
+from tfdock_host import suites
+from tfdock_host.errors import TfdockError
 
+# nox logs at DEBUG; the docker SDK's HTTP requests are not news.
+logging.getLogger("urllib3").setLevel(logging.WARNING)
 nox.options.sessions = ["lint", "host", "tests", "engine"]
 nox.options.error_on_missing_interpreters = True
 HOST_REQUIREMENTS = ["--require-hashes", "-r", "requirements/host.txt", "-r", "requirements/host-test.txt"]

@@ -15,8 +15,8 @@ from invoke import Context, Exit, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from tfdock_host.errors import TfdockError  # noqa: E402
-from tfdock_host.settings import Settings  # noqa: E402
+from tfdock_host.errors import TfdockError
+from tfdock_host.settings import Settings
 
 
 @contextlib.contextmanager
@@ -52,7 +52,7 @@ def exit_with(code: int) -> None:
         "no_cache": "rebuild every layer",
         "tag": "an extra tag for the image, e.g. registry.example.com/team/tfdock:1.0",
         "base_image": "base image (default: python:3.11-slim-bookworm, or invoke.yaml)",
-        "ca_cert": "CA bundle for pip behind a TLS-intercepting proxy (default: PIP_CERT, SSL_CERT_FILE, ...)",
+        "ca_cert": "CA bundle for pip behind a TLS-intercepting proxy (default: $PIP_CERT, ...)",
     }
 )
 def build(c, variant="", target="dev", no_cache=False, tag="", base_image="", ca_cert=""):

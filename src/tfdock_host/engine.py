@@ -17,7 +17,9 @@ from tfdock_host.errors import EngineError
 if TYPE_CHECKING:
     from docker import DockerClient
 
-START_DAEMON_HINT = "start it (`sudo systemctl start docker`, or `sudo dockerd &`) or point DOCKER_HOST at one"
+START_DAEMON_HINT = (
+    "start it (`sudo systemctl start docker`, or `sudo dockerd &`) or point DOCKER_HOST at one"
+)
 
 
 @functools.cache
@@ -72,7 +74,11 @@ def _docker_clis() -> list[str]:
 def _client_version(cli: str) -> str:
     try:
         result = subprocess.run(
-            [cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True, timeout=30
+            [cli, "version", "--format", "{{.Client.Version}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except OSError:
         return ""
@@ -85,7 +91,8 @@ def _can_buildkit(cli: str) -> bool:
     if not version:
         return False
     has_buildx = (
-        subprocess.run([cli, "buildx", "version"], capture_output=True, timeout=30, check=False).returncode == 0
+        subprocess.run([cli, "buildx", "version"], capture_output=True, timeout=30, check=False).returncode
+        == 0
     )
     major = re.match(r"\d+", version)
     # Clients from 23.0 on hand `DOCKER_BUILDKIT=1 docker build` to buildx and fail without it.

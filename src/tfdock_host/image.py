@@ -65,7 +65,7 @@ class BuildRequest:
 
 
 def resolve_ca_bundle(explicit: str = "", configured: str = "") -> Path | None:
-    """The CA bundle pip must trust: --ca-cert, else invoke.yaml, else PIP_CERT/SSL_CERT_FILE/REQUESTS_CA_BUNDLE."""
+    """The CA bundle pip must trust: --ca-cert, else invoke.yaml, else the first of CA_BUNDLE_VARIABLES."""
     for origin, value in [
         ("--ca-cert", explicit),
         ("tfdock.ca_bundle", configured),
@@ -87,9 +87,10 @@ def build_args(settings: Settings, request: BuildRequest) -> list[str]:
     uid, gid = _image_user_ids()
     revision, created = _git_revision()
     version = _project_version()
+    suffix = "-dev" if request.target == "dev" else ""
     tags = [
         latest_tag(settings, request.variant, request.target),
-        f"{settings.image}:{version}-{request.variant}{'-dev' if request.target == 'dev' else ''}-{revision[:7]}",
+        f"{settings.image}:{version}-{request.variant}{suffix}-{revision[:7]}",
         *request.extra_tags,
     ]
     labels = {
@@ -120,7 +121,7 @@ def build_args(settings: Settings, request: BuildRequest) -> list[str]:
 
 
 def build(settings: Settings, request: BuildRequest) -> str:
-    """Build with BuildKit, streaming the log; returns the latest tag. A failure shows the failing step's tail."""
+    """Build with BuildKit, streaming the log; returns the tag. A failure shows the failed step's tail."""
     cli = buildkit_cli(settings.docker_cli)
     connect()  # a stopped daemon is one clear line, not a BuildKit stack dump
     tag = latest_tag(settings, request.variant, request.target)
@@ -158,7 +159,9 @@ def ensure(settings: Settings, variant: str, target: str) -> str:
 
 
 def tensorflow_version(variant: str) -> str:
-    pinned = re.search(r"^tensorflow(?:-cpu)?(?:\[[^]]*\])?==([\w.]+)", lock_files(variant)[0].read_text(), re.M)
+    pinned = re.search(
+        r"^tensorflow(?:-cpu)?(?:\[[^]]*\])?==([\w.]+)", lock_files(variant)[0].read_text(), re.M
+    )
     return pinned.group(1) if pinned else "unknown"
 
 
@@ -178,8 +181,8 @@ def _run_build(command: list[str], tag: str) -> None:
     # A spinner with the current step on a terminal; BuildKit's plain lines in logs and CI.
     spinner = console.err.status(f"building {tag}") if console.err.is_terminal else contextlib.nullcontext()
     with spinner as status:
-        for line in process.stdout:
-            line = line.rstrip("\n")
+        for raw_line in process.stdout:
+            line = raw_line.rstrip("\n")
             step = re.match(r"#(\d+) (.*)", line)
             if step:
                 step_id, text = step.groups()

@@ -2,8 +2,8 @@
 
 Every task (train, test, lint, evaluate, notebook, tensorboard, shell) builds a spec with `task_spec`, which
 applies the house rules once: the invoking user's UID:GID (the image's non-root user when invoked as root),
-a writable HOME, the project bind-mounted read-only (its src/ wins over the image's copy), data read-only, outputs read-write, no
-capabilities, no new privileges, no network unless asked, ports on 127.0.0.1 only.
+a writable HOME, the project bind-mounted read-only (its src/ wins over the image's copy), data read-only,
+outputs read-write, no capabilities, no new privileges, no network unless asked, ports on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def task_spec(
     network: str = "none",
     ports: Mapping[int, int] | None = None,
 ) -> RunSpec:
-    """A spec with the house rules; host dirs it mounts are created first, so Docker never makes them as root."""
+    """A spec with the house rules. Host dirs it mounts are made first: Docker would make them as root."""
     mounts = [Mount(ROOT, WORKSPACE)]
     if data_dir is not None:
         mounts.append(Mount(_existing_dir(data_dir), DATA_DIR))

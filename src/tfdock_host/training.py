@@ -1,4 +1,4 @@
-"""`invoke train`: the host's half of a training run (image, data, GPUs, mounts); the container does the rest."""
+"""`invoke train`: the host's half of a training run (image, data, GPUs, mounts); the container trains."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from tfdock_host.settings import Settings
 
 DATASETS = ("mnist", "fashion-mnist")
 # The MNIST format's standard names (Fashion-MNIST uses the same), gzipped or not; or Keras's single npz.
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 NPZ_FILE = "mnist.npz"
 
 
@@ -38,7 +43,9 @@ def train(
     data = settings.dataset_dir(dataset, data_dir)
     outputs = settings.host_path(output_dir or settings.output_dir)
     if data.exists() and not data.is_dir():
-        raise UsageError(f"data dir {data} is a file", "point --data-dir at the directory holding the dataset")
+        raise UsageError(
+            f"data dir {data} is a file", "point --data-dir at the directory holding the dataset"
+        )
     tag = image.ensure(settings, variant, "runtime")
 
     if missing_dataset_files(data):
@@ -64,7 +71,7 @@ def validated_shm_size(value: str) -> str:
 
 
 def _download(tag: str, dataset: str, data: Path) -> None:
-    """The one step with network: fetch the dataset into the data dir (which training then mounts read-only)."""
+    """The one step with network: fetch the dataset into the data dir (training mounts it read-only)."""
     console.info(f"{dataset} is not in {data}: downloading it (training itself runs without network)")
     command = ["python", "-m", "tfdock.data", "download", "--dataset", dataset, "--data-dir", OUTPUT_DIR]
     # The data dir is the writable mount here; the trainer never gets it writable.
