@@ -29,6 +29,8 @@ def reported() -> Iterator[None]:
 
         console.print_error(error)
         raise Exit(code=error.exit_code) from None
+    except KeyboardInterrupt:  # Ctrl-C before a container started: nothing to clean up
+        raise Exit(code=130) from None
 
 
 def settings(c: Context) -> Settings:
@@ -148,3 +150,65 @@ def lint(c):
 
     with reported():
         exit_with(suites.lint(settings(c), passthrough(c) or ["."]))
+
+
+@task(help={"gpus": "GPUs for the shell, as in `docker run --gpus` (default: none)"})
+def shell(c, gpus=""):
+    """Open a shell in the dev image (or run the command after --), data and outputs mounted."""
+    from tfdock_host import workbench
+
+    with reported():
+        exit_with(workbench.shell(settings(c), passthrough(c), gpus))
+
+
+@task(
+    help={
+        "run": "the run under the outputs dir whose model to evaluate (default: latest)",
+        "dataset": "mnist or fashion-mnist (default: invoke.yaml)",
+        "data_dir": "host dir with the dataset's files (default: data/<dataset>)",
+    }
+)
+def evaluate(c, run="latest", dataset="", data_dir=""):
+    """Evaluate a run's model: accuracy, loss, confusion matrix (JSON and PNG) into the run's directory."""
+    from tfdock_host import workbench
+
+    with reported():
+        exit_with(workbench.evaluate(settings(c), run, dataset, data_dir, passthrough(c)))
+
+
+@task(help={"port": "host port on 127.0.0.1"})
+def notebook(c, port=8888):
+    """Start JupyterLab in the dev image on 127.0.0.1 (token required, printed)."""
+    from tfdock_host import workbench
+
+    with reported():
+        exit_with(workbench.notebook(settings(c), port))
+
+
+@task(help={"port": "host port on 127.0.0.1"})
+def tensorboard(c, port=6006):
+    """Start TensorBoard on 127.0.0.1 over the outputs dir (scalars and profiles of every run)."""
+    from tfdock_host import workbench
+
+    with reported():
+        exit_with(workbench.tensorboard(settings(c), port))
+
+
+@task(help={"all": "also remove the project's tagged images (the next task rebuilds them)"})
+def clean(c, all=False):
+    """Remove the project's containers and dangling images (--all: its images too)."""
+    from tfdock_host import workbench
+
+    with reported():
+        workbench.clean(settings(c), remove_images=all)
+
+
+@task(help={"gpus": "check GPU access as this `--gpus` value would get it (default: invoke.yaml)"})
+def doctor(c, gpus=""):
+    """Check the engine, BuildKit, NVIDIA runtime, GPUs in a container, shm, disk, image freshness."""
+    from tfdock_host import doctor as checks
+
+    with reported():
+        results = checks.run_checks(settings(c), gpus)
+        checks.render(results)
+        exit_with(checks.exit_code(results))

@@ -17,6 +17,7 @@ from tfdock_host.errors import EngineError
 if TYPE_CHECKING:
     from docker import DockerClient
 
+NO_SOCKET_ACCESS_HINT = "join the docker group (`sudo usermod -aG docker $USER`, then log in again)"
 START_DAEMON_HINT = (
     "start it (`sudo systemctl start docker`, or `sudo dockerd &`) or point DOCKER_HOST at one"
 )
@@ -33,17 +34,26 @@ def connect() -> DockerClient:
         client = docker.from_env(timeout=120)
         client.ping()
     except DockerException as error:
-        raise EngineError(
-            f"cannot reach the Docker daemon at {host}: {_reason(error)}", START_DAEMON_HINT
-        ) from None
+        reason = _root_cause(error)
+        hint = NO_SOCKET_ACCESS_HINT if "Permission denied" in reason else START_DAEMON_HINT
+        raise EngineError(f"cannot reach the Docker daemon at {host}: {reason}", hint) from None
     return client
 
 
-def _reason(error: Exception) -> str:
-    """The last, most specific line of a requests/urllib3 error chain."""
-    text = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-    nested = re.findall(r"\(([^()]*(?:refused|denied|No such file|not found)[^()]*)\)", text, re.IGNORECASE)
-    return nested[-1].strip("'\" ") if nested else text
+def _root_cause(error: BaseException) -> str:
+    """The OS-level reason buried in the docker SDK's requests/urllib3 exception chain."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        linked = (current.__cause__, current.__context__, *current.args)
+        pending += [item for item in linked if isinstance(item, BaseException)]
+    return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
 
 
 def buildkit_cli(preferred: str = "") -> str:
@@ -59,6 +69,14 @@ def buildkit_cli(preferred: str = "") -> str:
         "install the buildx plugin (apt: docker-buildx-plugin or docker-buildx), or use Debian's docker.io "
         "client with INVOKE_TFDOCK_DOCKER_CLI=/usr/bin/docker",
     )
+
+
+def docker_cli() -> str:
+    """The docker CLI for what the SDK cannot do well (attaching a terminal); any version will do."""
+    clis = _docker_clis()
+    if not clis:
+        raise EngineError("no docker CLI found", "install Docker's CLI (apt: docker.io or docker-ce-cli)")
+    return clis[0]
 
 
 def _docker_clis() -> list[str]:

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfdock_host import console
-from tfdock_host.engine import connect
+from tfdock_host.engine import connect, docker_cli
 from tfdock_host.errors import EngineError
 from tfdock_host.settings import ROOT
 
@@ -60,6 +61,7 @@ class RunSpec:
     network: str = "none"
     ports: Mapping[int, int] = dataclasses.field(default_factory=dict)
     tty: bool = False
+    interactive: bool = False
 
     def create_kwargs(self) -> dict[str, Any]:
         """Arguments for the docker SDK's `containers.create`."""
@@ -84,7 +86,7 @@ class RunSpec:
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "tty": self.tty,
-            "stdin_open": False,
+            "stdin_open": self.interactive,
             "working_dir": WORKSPACE,
         }
 
@@ -109,6 +111,7 @@ def task_spec(
     shm_size: str = "2g",
     network: str = "none",
     ports: Mapping[int, int] | None = None,
+    interactive: bool = False,
 ) -> RunSpec:
     """A spec with the house rules. Host dirs it mounts are made first: Docker would make them as root."""
     mounts = [Mount(ROOT, WORKSPACE)]
@@ -138,7 +141,9 @@ def task_spec(
         shm_size=shm_size,
         network=network,
         ports=ports or {},
-        tty=sys.stdout.isatty(),
+        # A TTY keeps progress bars intact; an interactive one needs a terminal on both ends.
+        tty=sys.stdout.isatty() and (sys.stdin.isatty() or not interactive),
+        interactive=interactive,
     )
 
 
@@ -157,7 +162,9 @@ class Interrupted(Exception):
 def execute(spec: RunSpec) -> int:
     """Create, start and stream the container; return its exit code (130/143 when we were interrupted).
 
-    The container is removed on every path; on SIGINT/SIGTERM it is first stopped within STOP_TIMEOUT_S.
+    An interactive spec is attached with the docker CLI (`docker start -ai`), which owns the terminal:
+    raw mode, resizes, stdin. The container is removed on every path; on SIGINT/SIGTERM it is first
+    stopped within STOP_TIMEOUT_S.
     """
     from docker.errors import APIError
 
@@ -165,6 +172,9 @@ def execute(spec: RunSpec) -> int:
     with _signals_raise_interrupted():
         try:
             container = client.containers.create(**spec.create_kwargs())
+            if spec.interactive:
+                attach = [docker_cli(), "start", "--attach", "--interactive", spec.name]
+                return subprocess.run(attach, check=False).returncode
             container.start()
             _stream_logs(container)
             return int(container.wait()["StatusCode"])

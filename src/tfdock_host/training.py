@@ -33,9 +33,7 @@ def train(
     trainer_args: list[str] | None = None,
 ) -> int:
     """Run `python -m tfdock.train` in the runtime image; returns its exit code."""
-    dataset = dataset or settings.dataset
-    if dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r}", f"use one of: {', '.join(DATASETS)}")
+    dataset = validated_dataset(dataset or settings.dataset)
     gpu_requests = tuple(gpus.parse(gpus_spec or settings.gpus))
     # GPUs need TensorFlow's CUDA build; an explicit --variant wins (e.g. cpu with the CI GPU stand-in).
     variant = variant or ("gpu" if gpu_requests else settings.variant)
@@ -56,6 +54,12 @@ def train(
         "train", tag, command, data_dir=data, output_dir=outputs, gpus=gpu_requests, shm_size=shm_size
     )
     return execute(spec)
+
+
+def validated_dataset(name: str) -> str:
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset {name!r}", f"use one of: {', '.join(DATASETS)}")
+    return name
 
 
 def missing_dataset_files(data: Path) -> bool:

@@ -20,12 +20,14 @@ import pytest
 from docker.errors import APIError
 from docker.models.containers import Container
 
+from tfdock_host import settings
 from tfdock_host.gpus import GpuRequest, parse, visible_devices
 
 pytestmark = pytest.mark.engine
 
 DOCKER_CLI = "/usr/bin/docker"
-IMAGE = os.environ.get("TFDOCK_TEST_IMAGE", "tfdock/base-twin:bookworm-py3.11")
+# Any local image will do (nothing runs): the base the project builds from is always there.
+IMAGE = os.environ.get("TFDOCK_TEST_IMAGE") or settings.load().base_image
 STANDIN_LOG = Path(os.environ.get("TFDOCK_GPU_STANDIN_LOG", "/var/log/tfdock-gpu-standin.log"))
 CONFLICT = "cannot set both Count and DeviceIDs"
 

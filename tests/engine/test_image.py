@@ -1,0 +1,140 @@
+"""The built image on a real engine: labels, cache reuse, no secret in any layer, clear engine errors."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import re
+import socket
+import subprocess
+import tarfile
+import typing
+import xml.etree.ElementTree as ET
+
+import pytest
+from conftest import ROOT, invoke
+
+from tfdock_host import image
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.mark.parametrize("target", ["runtime", "dev"])
+def test_image_carries_oci_labels_and_the_current_content_hash(client, project_settings, target, request):
+    tag = request.getfixturevalue(f"{target}_image")
+    labels = client.images.get(tag).labels
+    for key in ("source", "revision", "created", "version", "title"):
+        assert labels[f"org.opencontainers.image.{key}"], key
+    assert labels["io.tfdock.variant"] == project_settings.variant
+    assert labels["io.tfdock.tensorflow-version"] == image.tensorflow_version(project_settings.variant)
+    assert labels[image.HASH_LABEL] == image.content_hash(project_settings.variant)
+
+
+def test_a_repeated_build_with_nothing_changed_reuses_every_layer(client, runtime_image):
+    before = client.images.get(runtime_image).id
+    result = invoke("build", "--target", "runtime")
+    assert result.returncode == 0, result.stderr[-2000:]
+    steps = re.findall(r"^#\d+ \[(?:base|deps|runtime) .*$", result.stderr, re.M)
+    assert steps, "no build steps in the log"
+    executed = [line for line in result.stderr.splitlines() if re.match(r"#\d+ \d+\.\d+ ", line)]
+    assert executed == [], f"steps ran instead of coming from cache: {executed[:5]}"
+    assert client.images.get(runtime_image).id == before
+
+
+def test_editing_src_does_not_rebuild_and_the_suite_runs_inside_the_container(dev_image):
+    probe = ROOT / "src" / "tfdock" / "_edit_probe.py"
+    probe.write_text("# a source edit\n")
+    try:
+        result = invoke("test", "--", "tests/container/test_environment.py", "-q")
+    finally:
+        probe.unlink()
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "building" not in output and "is stale" not in output
+    junit = ET.parse(ROOT / "reports" / "junit-container.xml")
+    properties = {p.get("name"): p.get("value") for p in junit.iter("property")}
+    assert properties["image"] == dev_image
+    assert properties["hostname"] != socket.gethostname()
+
+
+CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
+
+
+def _certificate_bodies(pem: bytes) -> set[bytes]:
+    return {b"".join(body.split()) for body in CERTIFICATE.findall(pem)}
+
+
+@pytest.fixture(scope="module")
+def proxy_certificates(client, project_settings) -> list[bytes]:
+    """The CA bundle's certificates that the base image does not ship: the TLS-intercepting proxy's own
+    CA(s), what the secret carries that no image may contain. Public CAs are in every image anyway."""
+    bundle = image.resolve_ca_bundle(configured=project_settings.ca_bundle)
+    if bundle is None:
+        pytest.skip("no CA bundle here (PIP_CERT, SSL_CERT_FILE, REQUESTS_CA_BUNDLE): no secret to leak")
+    shipped = client.containers.run(
+        project_settings.base_image, ["cat", "/etc/ssl/certs/ca-certificates.crt"], remove=True
+    )
+    own = sorted(_certificate_bodies(bundle.read_bytes()) - _certificate_bodies(shipped))
+    if not own:
+        pytest.skip(f"{bundle} holds only the public CAs the base image ships: no secret to leak")
+    return own
+
+
+def test_the_proxy_ca_from_the_build_secret_is_in_no_layer_and_no_history(
+    client, runtime_image, dev_image, proxy_certificates
+):
+    # A PEM line (64 base64 chars) and the same bytes in DER, for each proxy certificate.
+    needles = [body[64:128] for body in proxy_certificates]
+    needles += [base64.b64decode(body)[48:96] for body in proxy_certificates]
+    for tag in (runtime_image, dev_image):
+        history = json.dumps(client.api.history(tag)).encode()
+        assert not any(needle in history for needle in needles)
+        scanned = _scan_image(tag, needles)
+        assert scanned > 1000, f"only {scanned} files scanned in {tag}"
+
+
+def _scan_image(tag: str, needles: list[bytes]) -> int:
+    """Stream `docker save` and search every file of every layer (and the image's JSON); returns the count."""
+    scanned = 0
+    with (
+        subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE) as save,
+        tarfile.open(fileobj=save.stdout, mode="r|") as archive,
+    ):
+        for member in archive:
+            blob = archive.extractfile(member) if member.isfile() else None
+            if blob is None:
+                continue
+            if member.size < 1 << 20:  # config, manifests, small layers: scan the bytes as they are
+                data = blob.read()
+                _assert_absent(needles, data, f"{tag}:{member.name}")
+                with contextlib.suppress(tarfile.TarError):
+                    scanned += _scan_layer(io.BytesIO(data), "r:*", needles, tag)
+            else:
+                scanned += _scan_layer(blob, "r|*", needles, tag)
+    return scanned
+
+
+def _scan_layer(blob: typing.IO[bytes], mode: str, needles: list[bytes], tag: str) -> int:
+    scanned = 0
+    with tarfile.open(fileobj=blob, mode=mode) as layer:
+        for entry in layer:
+            content = layer.extractfile(entry) if entry.isfile() else None
+            if content is not None:
+                _assert_absent(needles, content.read(), f"{tag}:{entry.name}")
+                scanned += 1
+    return scanned
+
+
+def _assert_absent(needles: list[bytes], data: bytes, where: str) -> None:
+    assert not any(needle in data for needle in needles), f"the proxy CA from the build secret is in {where}"
+
+
+def test_with_the_daemon_unreachable_build_prints_one_line_and_fails():
+    result = invoke("build", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "cannot reach the Docker daemon" in lines[0] and "start it" in lines[0]
+    assert "Traceback" not in result.stderr
