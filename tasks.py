@@ -95,6 +95,8 @@ def lock(c, upgrade=False):
         "resume": "continue the latest run from its last checkpoint",
         "variant": "image variant: cpu or gpu (default: gpu when GPUs are requested)",
         "shm_size": "the container's /dev/shm (default: invoke.yaml)",
+        "debug": "run under debugpy, waiting for your IDE to attach on 127.0.0.1:5678 (dev image)",
+        "profile": "capture a TensorFlow profiler trace of steps START:STOP into the run's TensorBoard dir",
     }
 )
 def train(
@@ -108,6 +110,8 @@ def train(
     resume=False,
     variant="",
     shm_size="",
+    debug=False,
+    profile="",
 ):
     """Train the model in a container: data in (read-only), model and logs out, owned by you."""
     from tfdock_host import training
@@ -119,6 +123,8 @@ def train(
         trainer_args += ["--batch-size", str(batch_size)]
     if resume:
         trainer_args.append("--resume")
+    if profile:
+        trainer_args += ["--profile", profile]
     with reported():
         exit_with(
             training.train(
@@ -129,18 +135,19 @@ def train(
                 output_dir=output_dir,
                 variant=variant,
                 shm_size=shm_size,
+                debug=debug,
                 trainer_args=[*trainer_args, *passthrough(c)],
             )
         )
 
 
-@task
-def test(c):
+@task(help={"debug": "run pytest under debugpy, waiting for your IDE to attach on 127.0.0.1:5678"})
+def test(c, debug=False):
     """Run the in-container test suite (pytest args after --, e.g. `invoke test -- -k data`)."""
     from tfdock_host import suites
 
     with reported():
-        exit_with(suites.container_tests(settings(c), passthrough(c)))
+        exit_with(suites.container_tests(settings(c), passthrough(c), debug=debug))
 
 
 @task

@@ -21,6 +21,7 @@ from pathlib import Path
 from tfdock_host import console
 from tfdock_host.engine import buildkit_cli, connect
 from tfdock_host.errors import BuildError, UsageError
+from tfdock_host.run import IMAGE_USER_IDS_WHEN_ROOT
 from tfdock_host.settings import ROOT, Settings
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -207,9 +208,9 @@ def _run_build(command: list[str], tag: str) -> None:
 
 
 def _image_user_ids() -> tuple[int, int]:
-    """The invoking user's ids for the image's user; root's become 1000 so the image is never root-owned."""
+    """The invoking user's ids for the image's user; root gets a non-root image user all the same."""
     uid, gid = os.getuid(), os.getgid()
-    return (uid, gid) if uid != 0 else (1000, 1000)
+    return (uid, gid) if uid != 0 else IMAGE_USER_IDS_WHEN_ROOT
 
 
 def _git_revision() -> tuple[str, str]:

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from tfdock_host import console
 from tfdock_host.engine import connect, docker_cli
-from tfdock_host.errors import EngineError
+from tfdock_host.errors import EngineError, UsageError
 from tfdock_host.settings import ROOT
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ CONTAINER_HOME = "/tmp/home"
 PROJECT_LABEL = "io.tfdock.project"
 TASK_LABEL = "io.tfdock.task"
 STOP_TIMEOUT_S = 10
+DEBUG_PORT = 5678
+# The image's user when root builds it (root's own ids would make a root-owned image user).
+IMAGE_USER_IDS_WHEN_ROOT = (1000, 1000)
 NO_NVIDIA_RUNTIME = 'could not select device driver ""'
 
 
@@ -112,6 +116,7 @@ def task_spec(
     network: str = "none",
     ports: Mapping[int, int] | None = None,
     interactive: bool = False,
+    debug: bool = False,
 ) -> RunSpec:
     """A spec with the house rules. Host dirs it mounts are made first: Docker would make them as root."""
     mounts = [Mount(ROOT, WORKSPACE)]
@@ -119,6 +124,12 @@ def task_spec(
         mounts.append(Mount(_existing_dir(data_dir), DATA_DIR))
     if output_dir is not None:
         mounts.append(Mount(_existing_dir(output_dir), OUTPUT_DIR, read_only=False))
+    if debug:
+        command = _under_debugger(command)
+        network, ports = "bridge", {**(ports or {}), DEBUG_PORT: DEBUG_PORT}
+    for mount in (*mounts, *extra_mounts):
+        if not mount.read_only:
+            _writable_by_container_user(mount.source)
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     return RunSpec(
         image=image,
@@ -145,6 +156,25 @@ def task_spec(
         tty=sys.stdout.isatty() and (sys.stdin.isatty() or not interactive),
         interactive=interactive,
     )
+
+
+def _under_debugger(command: list[str]) -> list[str]:
+    """`python -m MODULE ARGS` run by debugpy, waiting for an IDE to attach. debugpy listens on all the
+    container's interfaces; the port is published on the host's loopback only."""
+    if command[:2] != ["python", "-m"]:
+        raise UsageError(
+            f"cannot debug `{shlex.join(command)}`", "only `python -m MODULE` runs under debugpy"
+        )
+    return ["python", "-m", "debugpy", "--listen", f"0.0.0.0:{DEBUG_PORT}", "--wait-for-client", *command[1:]]
+
+
+def _writable_by_container_user(path: Path) -> None:
+    """Invoked as root, the container runs as the image's user: hand it the writable mounts (as CI does)."""
+    if os.getuid() != 0:
+        return
+    for entry in [path, *path.rglob("*")]:
+        if entry.lstat().st_uid != IMAGE_USER_IDS_WHEN_ROOT[0]:
+            os.lchown(entry, *IMAGE_USER_IDS_WHEN_ROOT)
 
 
 def _existing_dir(path: Path) -> Path:

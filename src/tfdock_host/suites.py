@@ -9,14 +9,14 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from tfdock_host import image
-from tfdock_host.run import WORKSPACE, Mount, execute, task_spec
+from tfdock_host import console, image
+from tfdock_host.run import DEBUG_PORT, WORKSPACE, Mount, execute, task_spec
 from tfdock_host.settings import Settings
 
 REAL_DATA_IN_CONTAINER = "/datasets/fashion-mnist"
 
 
-def container_tests(settings: Settings, pytest_args: list[str]) -> int:
+def container_tests(settings: Settings, pytest_args: list[str], debug: bool = False) -> int:
     """pytest over tests/container inside the dev image; junit XML and coverage land in reports/."""
     reports = settings.host_path(settings.reports_dir)
     command = [
@@ -35,7 +35,9 @@ def container_tests(settings: Settings, pytest_args: list[str]) -> int:
         mounts.append(Mount(real_data, REAL_DATA_IN_CONTAINER))
         environment["TFDOCK_FASHION_MNIST_DIR"] = REAL_DATA_IN_CONTAINER
     reports.mkdir(parents=True, exist_ok=True)
-    return _run_in_dev_image(settings, "test", command, tuple(mounts), environment)
+    if debug:
+        console.info(f"debugpy waits for your IDE on 127.0.0.1:{DEBUG_PORT} (see docs/ide.md)")
+    return _run_in_dev_image(settings, "test", command, tuple(mounts), environment, debug)
 
 
 def lint(settings: Settings, paths: list[str]) -> int:
@@ -59,9 +61,11 @@ def _run_in_dev_image(
     command: list[str],
     mounts: tuple[Mount, ...],
     environment: dict[str, str],
+    debug: bool = False,
 ) -> int:
     tag = image.ensure(settings, settings.variant, "dev")
-    return execute(task_spec(task, tag, command, extra_mounts=mounts, environment=environment))
+    spec = task_spec(task, tag, command, extra_mounts=mounts, environment=environment, debug=debug)
+    return execute(spec)
 
 
 def _real_fashion_mnist(settings: Settings) -> Path | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tfdock_host import console, gpus, image
 from tfdock_host.errors import UsageError
-from tfdock_host.run import DATA_DIR, OUTPUT_DIR, execute, task_spec
+from tfdock_host.run import DATA_DIR, DEBUG_PORT, OUTPUT_DIR, execute, task_spec
 from tfdock_host.settings import Settings
 
 DATASETS = ("mnist", "fashion-mnist")
@@ -30,6 +30,7 @@ def train(
     output_dir: str = "",
     variant: str = "",
     shm_size: str = "",
+    debug: bool = False,
     trainer_args: list[str] | None = None,
 ) -> int:
     """Run `python -m tfdock.train` in the runtime image; returns its exit code."""
@@ -44,15 +45,25 @@ def train(
         raise UsageError(
             f"data dir {data} is a file", "point --data-dir at the directory holding the dataset"
         )
-    tag = image.ensure(settings, variant, "runtime")
+    # debugpy lives in the dev image; the runtime image is what production runs.
+    tag = image.ensure(settings, variant, "dev" if debug else "runtime")
 
     if missing_dataset_files(data):
         _download(tag, dataset, data)
     command = ["python", "-m", "tfdock.train", "--dataset", dataset, "--data-dir", DATA_DIR]
     command += ["--output-dir", OUTPUT_DIR, *(trainer_args or [])]
     spec = task_spec(
-        "train", tag, command, data_dir=data, output_dir=outputs, gpus=gpu_requests, shm_size=shm_size
+        "train",
+        tag,
+        command,
+        data_dir=data,
+        output_dir=outputs,
+        gpus=gpu_requests,
+        shm_size=shm_size,
+        debug=debug,
     )
+    if debug:
+        console.info(f"debugpy waits for your IDE on 127.0.0.1:{DEBUG_PORT} (see docs/ide.md)")
     return execute(spec)
 
 

@@ -1,0 +1,222 @@
+"""`invoke train` end to end: a real engine, the real runtime image, real Fashion-MNIST (a subset)."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import random
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, invoke, project_containers
+
+from tfdock_host import engine, gpus, run
+from tfdock_host.errors import EngineError
+
+pytestmark = pytest.mark.engine
+
+SUBSET = ["--limit-train", "2000", "--limit-test", "500"]
+TEST_USER, TEST_UID = "tfdock-e2e", 4321
+STANDIN_DIR = "/usr/local/lib/tfdock-gpu-standin"
+STANDIN_LOG = Path(os.environ.get("TFDOCK_GPU_STANDIN_LOG", "/var/log/tfdock-gpu-standin.log"))
+
+
+def train(fashion_mnist: Path, output_dir: Path, *options: str, trainer: list[str] = SUBSET, **kwargs):
+    args = ["train", "--data-dir", str(fashion_mnist), "--output-dir", str(output_dir), *options]
+    return invoke(*args, "--", *trainer, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def invoking_user():
+    """A non-root user with access to the engine (created when the suite runs as root, as in CI)."""
+    if os.getuid() != 0:
+        yield pwd.getpwuid(os.getuid()).pw_name, os.getuid()
+        return
+    socket_group = grp.getgrgid(os.stat("/var/run/docker.sock").st_gid).gr_name
+    subprocess.run(["userdel", "-r", TEST_USER], capture_output=True, check=False)
+    subprocess.run(["useradd", "-u", str(TEST_UID), "-G", socket_group, "-m", TEST_USER], check=True)
+    # The user runs this checkout with this Python; either may sit below a 0700 dir (/root, mktemp -d).
+    opened = _grant_traverse([ROOT, Path(sys.executable).resolve()])
+    try:
+        yield TEST_USER, TEST_UID
+    finally:
+        for directory, mode in opened:
+            directory.chmod(mode)
+        subprocess.run(["userdel", "-r", TEST_USER], capture_output=True, check=False)
+
+
+def _grant_traverse(paths: list[Path]) -> list[tuple[Path, int]]:
+    """Let other users pass through (not list) the dirs above these paths; returns what to restore."""
+    opened = []
+    for directory in {parent for path in paths for parent in path.parents}:
+        mode = stat.S_IMODE(directory.stat().st_mode)
+        if not mode & stat.S_IXOTH:
+            directory.chmod(mode | stat.S_IXOTH)
+            opened.append((directory, mode))
+    return opened
+
+
+def test_train_leaves_model_and_metrics_owned_by_the_invoking_user(
+    fashion_mnist, invoking_user, runtime_image
+):
+    name, uid = invoking_user
+    home = Path(tempfile.mkdtemp(prefix="tfdock-e2e-"))
+    os.chown(home, uid, uid)
+    home.chmod(0o755)
+    outputs = home / "outputs"  # does not exist yet: the task must create it as the user, not Docker as root
+    try:
+        result = train(
+            fashion_mnist,
+            outputs,
+            "--gpus",
+            "none",
+            "--epochs",
+            "1",
+            env={"HOME": str(home)},
+            user=name if os.getuid() == 0 else "",
+        )
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        run_dir = (outputs / "latest").resolve()
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["epochs_completed"] == 1
+        assert metrics["test_accuracy"] > 0.6, metrics  # far above chance (0.1) after one epoch on 2k images
+        assert (run_dir / "model.keras").stat().st_size > 10_000
+        owners = {path.lstat().st_uid for path in [outputs, *outputs.rglob("*")]}
+        assert owners == {uid}, f"files not owned by {name} ({uid}): {owners}"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_failing_training_returns_its_exit_code_in_one_line(fashion_mnist, tmp_path, runtime_image):
+    result = train(fashion_mnist, tmp_path, "--gpus", "none", trainer=["--epochs", "0"])
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "epochs" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_invalid_gpus_value_is_one_line_and_starts_nothing(fashion_mnist, tmp_path, client):
+    before = len(project_containers(client))
+    result = train(fashion_mnist, tmp_path, "--gpus", "device=")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "invalid --gpus value" in result.stderr
+    assert len(project_containers(client)) == before
+
+
+def test_sigint_at_random_moments_leaves_no_container(fashion_mnist, tmp_path, client, runtime_image):
+    """Ctrl-C during image checks, container start, TensorFlow start-up or training: 130, nothing left."""
+    delays = random.Random(os.environ.get("TFDOCK_FAULT_SEED", "4")).sample(range(5, 120), 10)
+    for delay in (tenths / 10 for tenths in delays):
+        command = [sys.executable, "-m", "invoke", "train", "--gpus", "none", "--epochs", "3"]
+        command += ["--data-dir", str(fashion_mnist), "--output-dir", str(tmp_path)]
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 130, f"after {delay} s: exit {process.returncode}: {stderr[-500:]!r}"
+        assert project_containers(client, "train") == [], f"a container was left after SIGINT at {delay} s"
+
+
+# --- GPU requests. No GPU exists here: CI runs dockerd with a stand-in nvidia-container-runtime-hook
+# (.ci/nvidia-container-runtime-hook, a CI substitute for a GPU host) that makes the engine accept GPU
+# requests and records the NVIDIA_* environment each container was given.
+
+
+def _engine_has_nvidia_driver() -> bool:
+    return (
+        Path(STANDIN_DIR, "nvidia-container-runtime-hook").exists()
+        or shutil.which("nvidia-container-runtime-hook") is not None
+    )
+
+
+@pytest.mark.gpu_standin
+@pytest.mark.parametrize(("spec", "visible"), [("all", "all"), ("2", "0,1"), ("device=1,3", "1,3")])
+def test_gpu_requests_reach_the_container_and_the_trainer_reports_no_gpu(
+    fashion_mnist, tmp_path, runtime_image, spec, visible
+):
+    if not _engine_has_nvidia_driver():
+        pytest.skip("the engine has no NVIDIA hook, not even CI's stand-in (see .ci/provision-engine)")
+    seen_before = STANDIN_LOG.read_text() if STANDIN_LOG.exists() else ""
+    result = train(
+        fashion_mnist,
+        tmp_path,
+        "--gpus",
+        spec,
+        "--variant",
+        "cpu",
+        "--epochs",
+        "1",
+        trainer=["--limit-train", "256", "--limit-test", "128"],
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "GPUs visible to TensorFlow: none" in output
+    recorded = STANDIN_LOG.read_text()[len(seen_before) :]
+    assert f"NVIDIA_VISIBLE_DEVICES={visible} " in recorded + " ", recorded
+
+
+@pytest.fixture(scope="module")
+def engine_without_nvidia():
+    """A second dockerd whose PATH has no NVIDIA hook: an engine as on a host without the toolkit."""
+    if shutil.which("nvidia-container-runtime-hook", path="/usr/sbin:/usr/bin:/sbin:/bin"):
+        pytest.skip("a real NVIDIA hook is installed here: every engine on this host can run GPU requests")
+    name = "tfdock-nogpu"
+    socket_path = f"/var/run/{name}.sock"
+    # Its own bridge: with --bridge=none, dockerd deletes docker0, which the main engine still uses.
+    bridge = "tfdocknogpu0"
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], capture_output=True, check=False)
+    daemon = subprocess.Popen(
+        [
+            "dockerd",
+            f"--data-root=/var/lib/{name}",
+            f"--exec-root=/var/run/{name}",
+            f"--pidfile=/var/run/{name}.pid",
+            f"--host=unix://{socket_path}",
+            f"--bridge={bridge}",
+            "--iptables=false",
+            "--ip-masq=false",
+        ],
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    host = f"unix://{socket_path}"
+    try:
+        for _ in range(60):
+            ready = subprocess.run(["docker", "-H", host, "version"], capture_output=True, check=False)
+            if ready.returncode == 0:
+                break
+            time.sleep(0.5)
+        empty_rootfs = subprocess.run(
+            ["tar", "-c", "-T", "/dev/null"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["docker", "-H", host, "import", "-", "tfdock-empty"], input=empty_rootfs, check=True)
+        yield host
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+        subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
+        shutil.rmtree(f"/var/lib/{name}", ignore_errors=True)
+
+
+def test_without_an_nvidia_runtime_a_gpu_request_is_one_clear_error(engine_without_nvidia, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", engine_without_nvidia)
+    engine.connect.cache_clear()
+    try:
+        spec = run.task_spec("train", "tfdock-empty", ["true"], gpus=tuple(gpus.parse("all")))
+        with pytest.raises(EngineError) as raised:
+            run.execute(spec)
+        assert "no NVIDIA runtime" in raised.value.message
+        assert "NVIDIA Container Toolkit" in raised.value.hint and "--gpus none" in raised.value.hint
+        assert engine.connect().containers.list(all=True) == []
+    finally:
+        engine.connect.cache_clear()
