@@ -97,6 +97,7 @@ def lock(c, upgrade=False):
         "shm_size": "the container's /dev/shm (default: invoke.yaml)",
         "debug": "run under debugpy, waiting for your IDE to attach on 127.0.0.1:5678 (dev image)",
         "profile": "capture a TensorFlow profiler trace of steps START:STOP into the run's TensorBoard dir",
+        "workers": "train in N containers with MultiWorkerMirroredStrategy (docs/scale.md)",
     }
 )
 def train(
@@ -112,6 +113,7 @@ def train(
     shm_size="",
     debug=False,
     profile="",
+    workers=1,
 ):
     """Train the model in a container: data in (read-only), model and logs out, owned by you."""
     from tfdock_host import training
@@ -136,6 +138,7 @@ def train(
                 variant=variant,
                 shm_size=shm_size,
                 debug=debug,
+                workers=workers,
                 trainer_args=[*trainer_args, *passthrough(c)],
             )
         )

@@ -361,8 +361,7 @@ def _gpu_checks(
     elif runtime.status != OK:
         checks.append(_needs(TENSORFLOW_GPUS, "the NVIDIA runtime", NVIDIA_RUNTIME))
     else:
-        # GPU runs use the gpu variant, as `invoke train` picks it.
-        tag = image.latest_tag(settings, "gpu", "runtime")
+        tag = image.latest_tag(settings, image.variant_for(settings, wants_gpus=True), "runtime")
         spec = _probe_spec(tag, ["python", "-c", TENSORFLOW_PROBE], gpu_requests)
         tensorflow = _probe(client, spec, TENSORFLOW_TIMEOUT_S) if _exists(client, tag) else None
         checks.append(tensorflow_check(tag, tensorflow))

@@ -44,6 +44,11 @@ def content_hash(variant: str) -> str:
     return digest.hexdigest()
 
 
+def variant_for(settings: Settings, wants_gpus: bool, explicit: str = "") -> str:
+    """GPUs need TensorFlow's CUDA build; an explicit variant wins (e.g. cpu with the CI GPU stand-in)."""
+    return explicit or ("gpu" if wants_gpus else settings.variant)
+
+
 def latest_tag(settings: Settings, variant: str, target: str) -> str:
     """The moving tag the tasks run: `tfdock:latest-cpu`, `tfdock:latest-gpu-dev`."""
     return f"{settings.image}:latest-{variant}{'-dev' if target == 'dev' else ''}"

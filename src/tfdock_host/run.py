@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import queue
 import secrets
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -27,6 +29,7 @@ from tfdock_host.errors import EngineError, UsageError
 from tfdock_host.settings import ROOT
 
 if TYPE_CHECKING:
+    from docker import DockerClient
     from docker.models.containers import Container
 
     from tfdock_host.gpus import GpuRequest
@@ -196,10 +199,8 @@ def execute(spec: RunSpec) -> int:
     raw mode, resizes, stdin. The container is removed on every path; on SIGINT/SIGTERM it is first
     stopped within STOP_TIMEOUT_S.
     """
-    from docker.errors import APIError
-
     client = connect()
-    with _signals_raise_interrupted():
+    with _managed(client, [spec]):
         try:
             container = client.containers.create(**spec.create_kwargs())
             if spec.interactive:
@@ -209,20 +210,92 @@ def execute(spec: RunSpec) -> int:
             _stream_logs(container)
             return int(container.wait()["StatusCode"])
         except Interrupted as interrupted:
-            console.info(f"{interrupted}: stopping {spec.name} (at most {STOP_TIMEOUT_S} s)")
-            _quietly(lambda: client.api.stop(spec.name, timeout=STOP_TIMEOUT_S))
+            _stop(client, [spec], reason=str(interrupted))
             return interrupted.exit_code
+
+
+def execute_group(members: Mapping[str, RunSpec], private_network: str = "") -> tuple[int, str]:
+    """Run the containers of one job together (e.g. training workers), each log line prefixed with its
+    member name. The first to fail stops the others. With private_network, the members share a network
+    of their own (internal: no route out, nothing published), made here and removed afterwards.
+    Returns (exit code, the member that failed or "")."""
+    client = connect()
+    specs = list(members.values())
+    finished: queue.Queue[tuple[str, int]] = queue.Queue()
+    with _managed(client, specs, private_network):
+        try:
+            if private_network:
+                labels = {PROJECT_LABEL: "tfdock"}
+                client.networks.create(private_network, driver="bridge", internal=True, labels=labels)
+            containers = {
+                member: client.containers.create(**spec.create_kwargs()) for member, spec in members.items()
+            }
+            for member, container in containers.items():
+                container.start()
+                threading.Thread(target=_follow, args=(container, member, finished), daemon=True).start()
+            for _ in specs:
+                name, exit_code = _wait_interruptibly(finished)
+                if exit_code != 0:
+                    _stop(client, specs, reason=f"{name} exited with {exit_code}")
+                    return exit_code, name
+            return 0, ""
+        except Interrupted as interrupted:
+            _stop(client, specs, reason=str(interrupted))
+            return interrupted.exit_code, ""
+
+
+def _follow(container: Container, prefix: str, finished: queue.Queue[tuple[str, int]]) -> None:
+    """Stream one container's log lines with a prefix, then report its exit code."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    exit_code = -1
+    try:
+        for line in container.logs(stream=True, follow=True):
+            sys.stdout.write(f"[{prefix}] {line.decode(errors='replace')}")
+            sys.stdout.flush()
+        exit_code = int(container.wait()["StatusCode"])
+    except (DockerException, RequestException):
+        pass  # stopped and removed under us: the job is ending anyway
+    finished.put((prefix, exit_code))
+
+
+def _wait_interruptibly(finished: queue.Queue[tuple[str, int]]) -> tuple[str, int]:
+    # A blocking get() without timeout would hold off SIGINT until a container ends.
+    while True:
+        with contextlib.suppress(queue.Empty):
+            return finished.get(timeout=0.5)
+
+
+def _stop(client: DockerClient, specs: list[RunSpec], reason: str) -> None:
+    names = ", ".join(spec.name for spec in specs)
+    console.info(f"{reason}: stopping {names} (at most {STOP_TIMEOUT_S} s)")
+    for spec in specs:
+        _quietly(lambda name=spec.name: client.api.stop(name, timeout=STOP_TIMEOUT_S))
+
+
+@contextlib.contextmanager
+def _managed(client: DockerClient, specs: list[RunSpec], network: str = "") -> Iterator[None]:
+    """Signals raise Interrupted; engine failures become one-line EngineErrors; the containers (and the
+    job's network) are removed on every path, by name: a signal may arrive before create() returned."""
+    from docker.errors import APIError
+
+    with _signals_raise_interrupted():
+        try:
+            yield
         except APIError as error:
-            raise _engine_error(error, spec) from None
+            raise _engine_error(error, specs[0]) from None
         except OSError as error:  # requests' ConnectionError is an OSError: the daemon went away
             raise EngineError(
-                f"lost the Docker daemon while {spec.name} was running: {error.__class__.__name__}",
+                f"lost the Docker daemon while {specs[0].name} was running: {error.__class__.__name__}",
                 "once it is back, `invoke clean` removes leftovers and `invoke train --resume` continues",
             ) from None
         finally:
-            # By name: a signal may have arrived before create() returned, with the container made.
             _ignore_signals()
-            _quietly(lambda: client.api.remove_container(spec.name, force=True))
+            for spec in specs:
+                _quietly(lambda name=spec.name: client.api.remove_container(name, force=True))
+            if network:
+                _quietly(lambda: client.api.remove_network(network))
 
 
 def _stream_logs(container: Container) -> None:

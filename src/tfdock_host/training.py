@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from pathlib import Path
 
 from tfdock_host import console, gpus, image
-from tfdock_host.errors import UsageError
-from tfdock_host.run import DATA_DIR, DEBUG_PORT, OUTPUT_DIR, execute, task_spec
+from tfdock_host.errors import TfdockError, UsageError
+from tfdock_host.run import DATA_DIR, DEBUG_PORT, OUTPUT_DIR, RunSpec, execute, execute_group, task_spec
 from tfdock_host.settings import Settings
 
 DATASETS = ("mnist", "fashion-mnist")
@@ -19,6 +21,7 @@ IDX_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 NPZ_FILE = "mnist.npz"
+WORKER_PORT = 23456
 
 
 def train(
@@ -31,13 +34,17 @@ def train(
     variant: str = "",
     shm_size: str = "",
     debug: bool = False,
+    workers: int = 1,
     trainer_args: list[str] | None = None,
 ) -> int:
     """Run `python -m tfdock.train` in the runtime image; returns its exit code."""
+    if workers < 1:
+        raise UsageError(f"invalid --workers {workers}", "use 1 (one container) or more")
+    if workers > 1 and debug:
+        raise UsageError("--debug takes one process", "debug with --workers 1")
     dataset = validated_dataset(dataset or settings.dataset)
     gpu_requests = tuple(gpus.parse(gpus_spec or settings.gpus))
-    # GPUs need TensorFlow's CUDA build; an explicit --variant wins (e.g. cpu with the CI GPU stand-in).
-    variant = variant or ("gpu" if gpu_requests else settings.variant)
+    variant = image.variant_for(settings, bool(gpu_requests), variant)
     shm_size = validated_shm_size(shm_size or settings.shm_size)
     data = settings.dataset_dir(dataset, data_dir)
     outputs = settings.host_path(output_dir or settings.output_dir)
@@ -64,7 +71,48 @@ def train(
     )
     if debug:
         console.info(f"debugpy waits for your IDE on 127.0.0.1:{DEBUG_PORT} (see docs/ide.md)")
+    if workers > 1:
+        return _train_workers(spec, workers)
     return execute(spec)
+
+
+def _train_workers(spec: RunSpec, count: int) -> int:
+    """N containers under MultiWorkerMirroredStrategy, on a private network of their own: TF's gRPC
+    servers listen on every interface, so they are reachable from each other and from nothing else."""
+    names = [f"{spec.name}-w{index}" for index in range(count)]
+    cluster = {"worker": [f"{name}:{WORKER_PORT}" for name in names]}
+    command = list(spec.command)
+    if "--resume" not in command and "--run-name" not in command:
+        command += ["--run-name", spec.name.removeprefix("tfdock-train-")]  # one run dir for all workers
+    members = {
+        f"worker {index}": dataclasses.replace(
+            spec,
+            name=name,
+            command=tuple(command),
+            network=spec.name,
+            environment={
+                **spec.environment,
+                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            },
+        )
+        for index, name in enumerate(names)
+    }
+    exit_code, failed = execute_group(members, private_network=spec.name)
+    if failed:
+        raise WorkerFailed(
+            f"{failed} ({members[failed].name}) exited with {exit_code}; stopped the other workers",
+            "its log lines above say why; `invoke train --workers N --resume` continues from its checkpoint",
+            exit_code,
+        )
+    return exit_code
+
+
+class WorkerFailed(TfdockError):
+    """One worker of a multi-worker run failed, so the run stopped."""
+
+    def __init__(self, message: str, hint: str, exit_code: int) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code if exit_code > 0 else 1
 
 
 def validated_dataset(name: str) -> str:
