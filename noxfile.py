@@ -49,18 +49,27 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def host(session: nox.Session) -> None:
     """The host package's own tests: no TensorFlow, no engine."""
+    on_the_host(session, "host")
+
+
+def on_the_host(session: nox.Session, suite: str) -> None:
     session.install(*HOST_REQUIREMENTS)
-    session.run("pytest", "tests/host", *(session.posargs or ["-q"]), env={"PYTHONPATH": "src"})
+    session.run(
+        "pytest",
+        f"tests/{suite}",
+        f"--junitxml=reports/junit-{suite}.xml",
+        *(session.posargs or ["-q", "--durations=10"]),
+        env={"PYTHONPATH": "src"},
+    )
 
 
 @nox.session
 def engine(session: nox.Session) -> None:
-    """End-to-end tests against the real Docker engine: builds, labels, training runs, GPU requests."""
-    session.install(*HOST_REQUIREMENTS)
-    session.run(
-        "pytest",
-        "tests/engine",
-        "--junitxml=reports/junit-engine.xml",
-        *(session.posargs or ["-q", "--durations=10"]),
-        env={"PYTHONPATH": "src"},
-    )
+    """End to end on the real Docker engine: builds, labels, training, GPU requests, IDE clients."""
+    on_the_host(session, "engine")
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """Fault injection against the real engine: kills, signals, daemon loss, full disk, bad input."""
+    on_the_host(session, "faults")

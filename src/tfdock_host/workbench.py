@@ -112,7 +112,7 @@ def clean(settings: Settings, remove_images: bool) -> None:
     pruned = client.images.prune(filters={"dangling": True, "label": "org.opencontainers.image.title=tfdock"})
     removed = client.images.list(name=settings.image) if remove_images else []
     for built in removed:
-        client.images.remove(built.id, force=True)
+        client.images.remove(built.short_id, force=True)
     reclaimed = (pruned.get("SpaceReclaimed") or 0) / 1e9
     console.info(
         f"removed {len(containers)} container(s), {len(pruned.get('ImagesDeleted') or [])} dangling image(s) "
