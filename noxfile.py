@@ -25,9 +25,10 @@ nox.options.error_on_missing_interpreters = True
 HOST_REQUIREMENTS = ["--require-hashes", "-r", "requirements/host.txt", "-r", "requirements/host-test.txt"]
 
 
-def in_container(session: nox.Session, suite, default_args: list[str]) -> None:
+def in_container(session: nox.Session, suite) -> None:
+    """Run a suite of src/tfdock_host/suites.py (which holds its default arguments) in the dev image."""
     try:
-        exit_code = suite(project_settings.load(), session.posargs or default_args)
+        exit_code = suite(project_settings.load(), session.posargs)
     except TfdockError as error:
         session.error(str(error))
     if exit_code:
@@ -37,13 +38,13 @@ def in_container(session: nox.Session, suite, default_args: list[str]) -> None:
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """The container test suite (TensorFlow), run inside the dev image with src/ bind-mounted."""
-    in_container(session, suites.container_tests, ["--durations=10"])
+    in_container(session, suites.container_tests)
 
 
 @nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
     """ruff, ruff format --check, mypy and hadolint, run inside the dev image."""
-    in_container(session, suites.lint, ["."])
+    in_container(session, suites.lint)
 
 
 @nox.session

@@ -159,7 +159,7 @@ def lint(c):
     from tfdock_host import suites
 
     with reported():
-        exit_with(suites.lint(settings(c), passthrough(c) or ["."]))
+        exit_with(suites.lint(settings(c), passthrough(c)))
 
 
 @task(help={"gpus": "GPUs for the shell, as in `docker run --gpus` (default: none)"})

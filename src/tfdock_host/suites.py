@@ -14,10 +14,16 @@ from tfdock_host.run import DEBUG_PORT, WORKSPACE, Mount, execute, task_spec
 from tfdock_host.settings import Settings
 
 REAL_DATA_IN_CONTAINER = "/datasets/fashion-mnist"
+WHOLE_SUITE_ARGS = [
+    "--durations=10",
+    "--cov=tfdock", "--cov-report=xml:reports/coverage-container.xml", "--cov-report=term",
+]  # fmt: skip
 
 
 def container_tests(settings: Settings, pytest_args: list[str], debug: bool = False) -> int:
-    """pytest over tests/container inside the dev image; junit XML and coverage land in reports/."""
+    """pytest over tests/container inside the dev image; junit XML (and, for the whole suite, coverage)
+    land in reports/. Arguments select tests: then coverage, which would slow the edit-test loop and
+    mean little for a slice, is left out."""
     reports = settings.host_path(settings.reports_dir)
     command = [
         "python", "-m", "pytest",
@@ -25,8 +31,7 @@ def container_tests(settings: Settings, pytest_args: list[str], debug: bool = Fa
         "-o", "testpaths=tests/container",
         "-o", "junit_suite_name=container",
         "--junitxml", "reports/junit-container.xml",
-        "--cov", "tfdock", "--cov-report", "xml:reports/coverage-container.xml", "--cov-report", "term",
-        *pytest_args,
+        *(pytest_args or WHOLE_SUITE_ARGS),
     ]  # fmt: skip
     environment = {"COVERAGE_FILE": f"{WORKSPACE}/reports/.coverage-container"}
     mounts = [Mount(reports, f"{WORKSPACE}/reports", read_only=False)]
@@ -42,6 +47,7 @@ def container_tests(settings: Settings, pytest_args: list[str], debug: bool = Fa
 
 def lint(settings: Settings, paths: list[str]) -> int:
     """ruff check, ruff format --check, mypy and hadolint; all run, and any failure fails the suite."""
+    paths = paths or ["."]
     checks = [
         ["ruff", "check", *paths],
         ["ruff", "format", "--check", *paths],
