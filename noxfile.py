@@ -74,3 +74,14 @@ def engine(session: nox.Session) -> None:
 def faults(session: nox.Session) -> None:
     """Fault injection against the real engine: kills, signals, daemon loss, full disk, bad input."""
     on_the_host(session, "faults")
+
+
+@nox.session(venv_backend="none", default=False)
+def bench(session: nox.Session) -> None:
+    """Every benchmark, each figure next to its reference (arguments: --quick, or benchmark names)."""
+    from tfdock_host import bench as benchmarks
+
+    quick = "--quick" in session.posargs
+    only = [arg for arg in session.posargs if arg != "--quick"]
+    if benchmarks.run(project_settings.load(), quick, only):
+        session.error("a benchmark failed")

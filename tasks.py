@@ -103,8 +103,8 @@ def lock(c, upgrade=False):
 def train(
     c,
     gpus="",
-    epochs=0,
-    batch_size=0,
+    epochs="",
+    batch_size="",
     dataset="",
     data_dir="",
     output_dir="",
@@ -113,21 +113,14 @@ def train(
     shm_size="",
     debug=False,
     profile="",
-    workers=1,
+    workers="1",
 ):
     """Train the model in a container: data in (read-only), model and logs out, owned by you."""
     from tfdock_host import training
 
-    trainer_args = []
-    if epochs:
-        trainer_args += ["--epochs", str(epochs)]
-    if batch_size:
-        trainer_args += ["--batch-size", str(batch_size)]
-    if resume:
-        trainer_args.append("--resume")
-    if profile:
-        trainer_args += ["--profile", profile]
+    # Numbers arrive as text and are checked by the host package: one line and exit 2 for "abc" or 0.
     with reported():
+        trainer_args = training.trainer_options(epochs, batch_size, resume, profile)
         exit_with(
             training.train(
                 settings(c),
@@ -138,7 +131,7 @@ def train(
                 variant=variant,
                 shm_size=shm_size,
                 debug=debug,
-                workers=workers,
+                workers=training.whole_number("--workers", workers),
                 trainer_args=[*trainer_args, *passthrough(c)],
             )
         )
@@ -222,3 +215,66 @@ def doctor(c, gpus=""):
         results = checks.run_checks(settings(c), gpus)
         checks.render(results)
         exit_with(checks.exit_code(results))
+
+
+@task(
+    help={
+        "quick": "fewer repetitions and early stops: every row in under 15 minutes",
+        "only": "run only these benchmarks, comma-separated, e.g. dev_loop,image (all are reported)",
+    }
+)
+def bench(c, quick=False, only=""):
+    """Measure the workflow against its references: table, JSON, plots, docs/performance.md."""
+    from tfdock_host import bench as benchmarks
+
+    with reported():
+        exit_with(benchmarks.run(settings(c), quick, [name for name in only.split(",") if name]))
+
+
+@task(
+    help={
+        "workers": "worker pods of the Indexed Job",
+        "gpus_per_worker": "nvidia.com/gpu per pod; 0 for CPU only",
+        "image": "the image the cluster pulls, e.g. registry.example.com/tfdock:0.1.0-gpu",
+        "epochs": "training epochs (default: the trainer's)",
+        "dataset": "mnist or fashion-mnist (default: invoke.yaml)",
+        "name": "name of the Job, its Service and the run",
+        "namespace": "Kubernetes namespace",
+        "data_claim": "PersistentVolumeClaim holding the dataset (mounted read-only)",
+        "output_claim": "PersistentVolumeClaim for runs (ReadWriteMany: every worker mounts it)",
+        "output": "where the manifests go",
+    }
+)
+def k8s(
+    c,
+    workers="2",
+    gpus_per_worker="1",
+    image="",
+    epochs="",
+    dataset="",
+    name="tfdock-train",
+    namespace="default",
+    data_claim="tfdock-data",
+    output_claim="tfdock-outputs",
+    output="deploy/k8s",
+):
+    """Render multi-worker training as Kubernetes manifests: an Indexed Job (docs/scale.md)."""
+    from tfdock_host import k8s as manifests
+    from tfdock_host.training import whole_number
+
+    s = settings(c)
+    with reported():
+        rendered = manifests.render(
+            whole_number("--workers", workers),
+            whole_number("--gpus-per-worker", gpus_per_worker, minimum=0),
+            image,
+            name=name,
+            dataset=dataset or s.dataset,
+            epochs=whole_number("--epochs", epochs) if epochs else None,
+            extra_args=passthrough(c),
+            data_claim=data_claim,
+            output_claim=output_claim,
+            namespace=namespace,
+        )
+        for path in manifests.write(rendered, s.host_path(output)):
+            print(path)

@@ -38,10 +38,20 @@ WORKSPACE = "/workspace"
 DATA_DIR = "/data"
 OUTPUT_DIR = "/outputs"
 CONTAINER_HOME = "/tmp/home"
+# What any container of the project needs, wherever it runs (tasks here, Kubernetes pods): a writable HOME
+# and caches for an arbitrary UID, and GPU memory taken as needed rather than all at start.
+RUNTIME_ENVIRONMENT = {
+    "HOME": CONTAINER_HOME,
+    "KERAS_HOME": f"{CONTAINER_HOME}/.keras",
+    "XDG_CACHE_HOME": f"{CONTAINER_HOME}/.cache",
+    "MPLCONFIGDIR": f"{CONTAINER_HOME}/.config/matplotlib",
+    "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+}
 PROJECT_LABEL = "io.tfdock.project"
 TASK_LABEL = "io.tfdock.task"
 STOP_TIMEOUT_S = 10
 DEBUG_PORT = 5678
+AFTER_DAEMON_LOSS = "once it is back, `invoke clean` removes leftovers and `invoke train --resume` continues"
 # The image's user when root builds it (root's own ids would make a root-owned image user).
 IMAGE_USER_IDS_WHEN_ROOT = (1000, 1000)
 NO_NVIDIA_RUNTIME = 'could not select device driver ""'
@@ -124,9 +134,9 @@ def task_spec(
     """A spec with the house rules. Host dirs it mounts are made first: Docker would make them as root."""
     mounts = [Mount(ROOT, WORKSPACE)]
     if data_dir is not None:
-        mounts.append(Mount(_existing_dir(data_dir), DATA_DIR))
+        mounts.append(Mount(host_dir(data_dir), DATA_DIR))
     if output_dir is not None:
-        mounts.append(Mount(_existing_dir(output_dir), OUTPUT_DIR, read_only=False))
+        mounts.append(Mount(host_dir(output_dir), OUTPUT_DIR, read_only=False))
     if debug:
         command = _under_debugger(command)
         network, ports = "bridge", {**(ports or {}), DEBUG_PORT: DEBUG_PORT}
@@ -142,12 +152,8 @@ def task_spec(
         mounts=(*mounts, *extra_mounts),
         user=invoking_user(),
         environment={
-            "HOME": CONTAINER_HOME,
-            "KERAS_HOME": f"{CONTAINER_HOME}/.keras",
-            "XDG_CACHE_HOME": f"{CONTAINER_HOME}/.cache",
-            "MPLCONFIGDIR": f"{CONTAINER_HOME}/.config/matplotlib",
+            **RUNTIME_ENVIRONMENT,
             "PYTHONPATH": f"{WORKSPACE}/src",
-            "TF_FORCE_GPU_ALLOW_GROWTH": "true",
             "TFDOCK_IMAGE": image,
             **(environment or {}),
         },
@@ -180,9 +186,13 @@ def _writable_by_container_user(path: Path) -> None:
             os.lchown(entry, *IMAGE_USER_IDS_WHEN_ROOT)
 
 
-def _existing_dir(path: Path) -> Path:
+def host_dir(path: Path) -> Path:
+    """A host dir to mount, made now if missing: Docker would make it as root."""
     path = path.expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{path} is not a usable directory ({error.strerror})", "pick another dir") from None
     return path
 
 
@@ -206,12 +216,25 @@ def execute(spec: RunSpec) -> int:
             if spec.interactive:
                 attach = [docker_cli(), "start", "--attach", "--interactive", spec.name]
                 return subprocess.run(attach, check=False).returncode
+            output = _attach(container)
             container.start()
-            _stream_logs(container)
+            _copy_output(output)
             return int(container.wait()["StatusCode"])
         except Interrupted as interrupted:
             _stop(client, [spec], reason=str(interrupted))
             return interrupted.exit_code
+
+
+def require_gpu_access(probe_image: str, gpus: tuple[GpuRequest, ...]) -> None:
+    """Ask the engine for the GPUs with a no-op container first: a host without the NVIDIA runtime learns
+    it at once, not after building a multi-GB gpu image. Skipped when the probe image is not local yet."""
+    from docker.errors import ImageNotFound
+
+    try:
+        connect().images.get(probe_image)
+    except ImageNotFound:
+        return
+    execute(task_spec("gpu-check", probe_image, ["true"], gpus=gpus))
 
 
 def execute_group(members: Mapping[str, RunSpec], private_network: str = "") -> tuple[int, str]:
@@ -221,7 +244,7 @@ def execute_group(members: Mapping[str, RunSpec], private_network: str = "") -> 
     Returns (exit code, the member that failed or "")."""
     client = connect()
     specs = list(members.values())
-    finished: queue.Queue[tuple[str, int]] = queue.Queue()
+    finished: queue.Queue[tuple[str, int | None]] = queue.Queue()
     with _managed(client, specs, private_network):
         try:
             if private_network:
@@ -231,10 +254,18 @@ def execute_group(members: Mapping[str, RunSpec], private_network: str = "") -> 
                 member: client.containers.create(**spec.create_kwargs()) for member, spec in members.items()
             }
             for member, container in containers.items():
+                output = _attach(container)
                 container.start()
-                threading.Thread(target=_follow, args=(container, member, finished), daemon=True).start()
+                follow = threading.Thread(
+                    target=_follow, args=(container, output, member, finished), daemon=True
+                )
+                follow.start()
             for _ in specs:
                 name, exit_code = _wait_interruptibly(finished)
+                if exit_code is None:
+                    raise EngineError(
+                        f"lost {name}'s container: did the Docker daemon stop?", AFTER_DAEMON_LOSS
+                    )
                 if exit_code != 0:
                     _stop(client, specs, reason=f"{name} exited with {exit_code}")
                     return exit_code, name
@@ -244,23 +275,23 @@ def execute_group(members: Mapping[str, RunSpec], private_network: str = "") -> 
             return interrupted.exit_code, ""
 
 
-def _follow(container: Container, prefix: str, finished: queue.Queue[tuple[str, int]]) -> None:
-    """Stream one container's log lines with a prefix, then report its exit code."""
+def _follow(
+    container: Container, output: Output, prefix: str, finished: queue.Queue[tuple[str, int | None]]
+) -> None:
+    """Copy one container's output with a prefix, then report its exit code."""
     from docker.errors import DockerException
     from requests.exceptions import RequestException
 
-    exit_code = -1
+    exit_code = None  # the engine went away (or the job removed this container): no exit code to report
     try:
-        for line in container.logs(stream=True, follow=True):
-            sys.stdout.write(f"[{prefix}] {line.decode(errors='replace')}")
-            sys.stdout.flush()
+        _copy_output(output, prefix=f"[{prefix}] ".encode())
         exit_code = int(container.wait()["StatusCode"])
     except (DockerException, RequestException):
-        pass  # stopped and removed under us: the job is ending anyway
+        pass
     finished.put((prefix, exit_code))
 
 
-def _wait_interruptibly(finished: queue.Queue[tuple[str, int]]) -> tuple[str, int]:
+def _wait_interruptibly(finished: queue.Queue[tuple[str, int | None]]) -> tuple[str, int | None]:
     # A blocking get() without timeout would hold off SIGINT until a container ends.
     while True:
         with contextlib.suppress(queue.Empty):
@@ -288,7 +319,7 @@ def _managed(client: DockerClient, specs: list[RunSpec], network: str = "") -> I
         except OSError as error:  # requests' ConnectionError is an OSError: the daemon went away
             raise EngineError(
                 f"lost the Docker daemon while {specs[0].name} was running: {error.__class__.__name__}",
-                "once it is back, `invoke clean` removes leftovers and `invoke train --resume` continues",
+                AFTER_DAEMON_LOSS,
             ) from None
         finally:
             _ignore_signals()
@@ -298,11 +329,22 @@ def _managed(client: DockerClient, specs: list[RunSpec], network: str = "") -> I
                 _quietly(lambda: client.api.remove_network(network))
 
 
-def _stream_logs(container: Container) -> None:
-    out = sys.stdout.buffer
-    for chunk in container.logs(stream=True, follow=True):
-        out.write(chunk)
-        out.flush()
+Output = Iterator[tuple[bytes | None, bytes | None]]
+
+
+def _attach(container: Container) -> Output:
+    """(stdout, stderr) chunks as they come. Attach before start(): attaching to a container that has
+    already exited waits forever. (With a TTY, all output arrives as stdout.)"""
+    return container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
+
+
+def _copy_output(output: Output, prefix: bytes = b"") -> None:
+    """The container's stdout to ours and its stderr to ours, live."""
+    for out, err in output:
+        for data, stream in ((out, sys.stdout), (err, sys.stderr)):
+            if data:
+                stream.buffer.write(prefix + data)
+                stream.flush()
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tfdock_host import console, image
 from tfdock_host.run import DEBUG_PORT, WORKSPACE, Mount, execute, task_spec
-from tfdock_host.settings import Settings
+from tfdock_host.settings import ROOT, Settings
 
 REAL_DATA_IN_CONTAINER = "/datasets/fashion-mnist"
 WHOLE_SUITE_ARGS = [
@@ -34,15 +34,14 @@ def container_tests(settings: Settings, pytest_args: list[str], debug: bool = Fa
         *(pytest_args or WHOLE_SUITE_ARGS),
     ]  # fmt: skip
     environment = {"COVERAGE_FILE": f"{WORKSPACE}/reports/.coverage-container"}
-    mounts = [Mount(reports, f"{WORKSPACE}/reports", read_only=False)]
-    real_data = _real_fashion_mnist(settings)
-    if real_data:
-        mounts.append(Mount(real_data, REAL_DATA_IN_CONTAINER))
-        environment["TFDOCK_FASHION_MNIST_DIR"] = REAL_DATA_IN_CONTAINER
-    reports.mkdir(parents=True, exist_ok=True)
     if debug:
         console.info(f"debugpy waits for your IDE on 127.0.0.1:{DEBUG_PORT} (see docs/ide.md)")
-    return _run_in_dev_image(settings, "test", command, tuple(mounts), environment, debug)
+    return _run_in_dev_image(settings, "test", command, reports, environment, debug)
+
+
+def run_script_in_dev_image(settings: Settings, task: str, script_args: list[str], writable: Path) -> int:
+    """`python SCRIPT ARGS` of the project (a benchmark) in the dev image; `writable` takes its output."""
+    return _run_in_dev_image(settings, task, ["python", *script_args], writable, {})
 
 
 def lint(settings: Settings, paths: list[str]) -> int:
@@ -58,19 +57,30 @@ def lint(settings: Settings, paths: list[str]) -> int:
         f"echo '--- {shlex.join(check)}'; {shlex.join(check)} || status=1\n" for check in checks
     )
     environment = {"RUFF_CACHE_DIR": "/tmp/home/.cache/ruff", "MYPY_CACHE_DIR": "/tmp/home/.cache/mypy"}
-    return _run_in_dev_image(settings, "lint", ["sh", "-c", script + "exit $status"], (), environment)
+    return _run_in_dev_image(settings, "lint", ["sh", "-c", script + "exit $status"], None, environment)
 
 
 def _run_in_dev_image(
     settings: Settings,
     task: str,
     command: list[str],
-    mounts: tuple[Mount, ...],
+    writable: Path | None,
     environment: dict[str, str],
     debug: bool = False,
 ) -> int:
+    """The project read-only at /workspace plus one writable dir of it; real Fashion-MNIST when present."""
+    mounts = []
+    if writable is not None:
+        writable.mkdir(parents=True, exist_ok=True)
+        mounts.append(
+            Mount(writable, f"{WORKSPACE}/{writable.relative_to(ROOT).as_posix()}", read_only=False)
+        )
+    real_data = _real_fashion_mnist(settings)
+    if real_data:
+        mounts.append(Mount(real_data, REAL_DATA_IN_CONTAINER))
+        environment = {**environment, "TFDOCK_FASHION_MNIST_DIR": REAL_DATA_IN_CONTAINER}
     tag = image.ensure(settings, settings.variant, "dev")
-    spec = task_spec(task, tag, command, extra_mounts=mounts, environment=environment, debug=debug)
+    spec = task_spec(task, tag, command, extra_mounts=tuple(mounts), environment=environment, debug=debug)
     return execute(spec)
 
 

@@ -9,7 +9,17 @@ from pathlib import Path
 
 from tfdock_host import console, gpus, image
 from tfdock_host.errors import TfdockError, UsageError
-from tfdock_host.run import DATA_DIR, DEBUG_PORT, OUTPUT_DIR, RunSpec, execute, execute_group, task_spec
+from tfdock_host.run import (
+    DATA_DIR,
+    DEBUG_PORT,
+    OUTPUT_DIR,
+    RunSpec,
+    execute,
+    execute_group,
+    host_dir,
+    require_gpu_access,
+    task_spec,
+)
 from tfdock_host.settings import Settings
 
 DATASETS = ("mnist", "fashion-mnist")
@@ -38,20 +48,23 @@ def train(
     trainer_args: list[str] | None = None,
 ) -> int:
     """Run `python -m tfdock.train` in the runtime image; returns its exit code."""
-    if workers < 1:
-        raise UsageError(f"invalid --workers {workers}", "use 1 (one container) or more")
     if workers > 1 and debug:
         raise UsageError("--debug takes one process", "debug with --workers 1")
     dataset = validated_dataset(dataset or settings.dataset)
     gpu_requests = tuple(gpus.parse(gpus_spec or settings.gpus))
+    if gpu_requests:
+        require_gpu_access(settings.base_image, gpu_requests)
     variant = image.variant_for(settings, bool(gpu_requests), variant)
     shm_size = validated_shm_size(shm_size or settings.shm_size)
     data = settings.dataset_dir(dataset, data_dir)
-    outputs = settings.host_path(output_dir or settings.output_dir)
+    outputs = host_dir(settings.host_path(output_dir or settings.output_dir))
     if data.exists() and not data.is_dir():
         raise UsageError(
             f"data dir {data} is a file", "point --data-dir at the directory holding the dataset"
         )
+    # Downloads go only to the default data/<dataset>: a dir you name must hold the data already.
+    if (data_dir or settings.data_dir) and not data.is_dir():
+        raise UsageError(f"data dir {data} does not exist", "check --data-dir, or leave it out to download")
     # debugpy lives in the dev image; the runtime image is what production runs.
     tag = image.ensure(settings, variant, "dev" if debug else "runtime")
 
@@ -113,6 +126,26 @@ class WorkerFailed(TfdockError):
     def __init__(self, message: str, hint: str, exit_code: int) -> None:
         super().__init__(message, hint)
         self.exit_code = exit_code if exit_code > 0 else 1
+
+
+def whole_number(flag: str, value: str, minimum: int = 1) -> int:
+    """An option's text as a number: invoke's own int options would answer "abc" with a traceback."""
+    if not value.strip().isdigit() or int(value) < minimum:
+        raise UsageError(f"invalid {flag} {value!r}", f"{flag} takes a whole number >= {minimum}")
+    return int(value)
+
+
+def trainer_options(epochs: str, batch_size: str, resume: bool, profile: str) -> list[str]:
+    """The trainer's options for what `invoke train` takes itself (others pass through after `--`)."""
+    options = []
+    for flag, value in (("--epochs", epochs), ("--batch-size", batch_size)):
+        if value:
+            options += [flag, str(whole_number(flag, value))]
+    if resume:
+        options.append("--resume")
+    if profile:
+        options += ["--profile", profile]
+    return options
 
 
 def validated_dataset(name: str) -> str:
