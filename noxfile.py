@@ -20,7 +20,7 @@ from tfdock_host.errors import TfdockError
 
 # nox logs at DEBUG; the docker SDK's HTTP requests are not news.
 logging.getLogger("urllib3").setLevel(logging.WARNING)
-nox.options.sessions = ["lint", "host", "tests", "engine"]
+nox.options.sessions = ["lint", "host", "tests", "engine", "faults"]
 nox.options.error_on_missing_interpreters = True
 HOST_REQUIREMENTS = ["--require-hashes", "-r", "requirements/host.txt", "-r", "requirements/host-test.txt"]
 
@@ -72,7 +72,7 @@ def engine(session: nox.Session) -> None:
 
 @nox.session
 def faults(session: nox.Session) -> None:
-    """Fault injection against the real engine: kills, signals, daemon loss, full disk, bad input."""
+    """Fault injection on the real engine (root: stops the daemon once): kills, signals, full disk, bad input."""
     on_the_host(session, "faults")
 
 
