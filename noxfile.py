@@ -72,7 +72,7 @@ def engine(session: nox.Session) -> None:
 
 @nox.session
 def faults(session: nox.Session) -> None:
-    """Fault injection on the real engine (root: stops the daemon once): kills, signals, full disk, bad input."""
+    """Fault injection on the real engine (as root; stops the daemon once): kills, signals, disk, input."""
     on_the_host(session, "faults")
 
 

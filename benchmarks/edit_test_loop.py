@@ -6,15 +6,13 @@ fails the benchmark. The native side runs in a host venv with the image's own lo
 
     python benchmarks/edit_test_loop.py [--repeat 5] [--test tests/container/test_data.py::...]
 
-Writes benchmarks/results/edit_test_loop.json; exits 1 when a round rebuilt or a run failed.
+Writes benchmarks/results/edit_test_loop.json (its figure); exits 1 when a round rebuilt or a run failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,15 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from tfdock_host.settings import load  # noqa: E402  (after the sys.path entry above)
+from tfdock_host.bench import Figure, write_figures  # noqa: E402  (after the sys.path entry above)
+from tfdock_host.settings import load  # noqa: E402
 
 VENV = ROOT / ".bench" / "venv"
-RESULTS = ROOT / "benchmarks" / "results" / "edit_test_loop.json"
 DEFAULT_TEST = "tests/container/test_data.py::test_missing_and_non_directory_data_dirs"
 DEFAULT_EDITED = "src/tfdock/__init__.py"
 GOAL_EXTRA_S = 1.5
-# The pytest options `invoke test` adds (src/tfdock_host/suites.py), so both sides do the same work.
-SUITE_OPTIONS = ["-p", "no:cacheprovider", "-o", "testpaths=tests/container", "--cov", "tfdock"]
+# The pytest options `invoke test` adds to a selection (src/tfdock_host/suites.py): both do the same work.
+SUITE_OPTIONS = ["-p", "no:cacheprovider", "-o", "testpaths=tests/container"]
 
 
 def native_python() -> Path:
@@ -74,19 +72,12 @@ class SourceEdit:
         self.path.write_text(text.replace(self.line, "", 1))
 
 
-def summary(seconds: list[float]) -> dict[str, float]:
-    return {
-        "median_s": round(statistics.median(seconds), 3),
-        "min_s": round(min(seconds), 3),
-        "max_s": round(max(seconds), 3),
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeat", type=int, default=5, help="rounds (default: 5)")
+    parser.add_argument("--quick", action="store_const", dest="repeat", const=3, help="3 rounds")
     parser.add_argument("--test", default=DEFAULT_TEST, help=f"one fast test (default: {DEFAULT_TEST})")
     parser.add_argument("--edit", default=DEFAULT_EDITED, help=f"file to touch (default: {DEFAULT_EDITED})")
     args = parser.parse_args()
@@ -132,29 +123,20 @@ def main() -> int:
             flush=True,
         )
 
-    extra_s = statistics.median(container_s) - statistics.median(native_s)
-    report = {
-        "test": args.test,
-        "edited": args.edit,
-        "rounds": args.repeat,
-        "container": summary(container_s),
-        "native": summary(native_s),
-        "extra_median_s": round(extra_s, 3),
-        "goal_extra_s": GOAL_EXTRA_S,
-        "within_goal": extra_s < GOAL_EXTRA_S,
-        "rebuilt_rounds": rebuilt_rounds,
-        "failures": len(failures),
-        "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(*failures, sep="\n")
-    print(
-        f"container {report['container']}\nnative    {report['native']}\n"
-        f"extra {extra_s:.2f} s per edit-test cycle (goal < {GOAL_EXTRA_S} s); "
-        f"rebuilt: {'rounds ' + str(rebuilt_rounds) if rebuilt_rounds else 'never'}; written to {RESULTS}"
+    figure = Figure(
+        "developer loop",
+        "warm edit -> test, one test",
+        "s",
+        container_s,
+        native_s,
+        "same pytest natively on the host",
+        ("extra", "<=", GOAL_EXTRA_S),
+        f"{args.test} after an edit of {args.edit}; rebuilt: {rebuilt_rounds or 'never'}",
     )
+    write_figures("edit_test_loop", [figure])
+    print(*failures, sep="\n")
+    extra_s = statistics.median(container_s) - statistics.median(native_s)
+    print(f"extra {extra_s:.2f} s per edit-test cycle (goal < {GOAL_EXTRA_S} s)")
     return 1 if rebuilt_rounds or failures else 0
 
 

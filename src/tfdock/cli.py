@@ -56,8 +56,9 @@ stop_signals = _StopSignals()
 
 def run(command: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None) -> int:
     """Run a CLI body; the single place where expected failures become one stderr line and an exit code."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop_signals.handle)
+    previous = {
+        signum: signal.signal(signum, stop_signals.handle) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         command(argv)
     except TfdockError as error:
@@ -69,4 +70,7 @@ def run(command: Callable[[Sequence[str] | None], None], argv: Sequence[str] | N
     except KeyboardInterrupt:
         print("interrupted by SIGINT", file=sys.stderr)
         return 130
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0

@@ -26,9 +26,9 @@ class TrainConfig:
     data_dir: str = "/data"
     output_dir: str = "/outputs"
     download: bool = False
-    epochs: int = 12
+    epochs: int = 10
     batch_size: int = 256
-    learning_rate: float = 0.006
+    learning_rate: float = 0.004
     lr_schedule: str = "onecycle"
     seed: int = 0
     validation_split: float = 0.1
@@ -47,7 +47,7 @@ class TrainConfig:
     batch_norm: bool = True
 
     def __post_init__(self) -> None:
-        minimums = {"epochs": 1, "batch_size": 1, "cpu_devices": 1, "width": 1, "depth": 1}
+        minimums = {"epochs": 1, "batch_size": 1, "cpu_devices": 1, "width": 1, "depth": 0}
         minimums.update({"limit_train": 1, "limit_test": 1})
         for name, minimum in minimums.items():
             value = getattr(self, name)
@@ -60,7 +60,14 @@ class TrainConfig:
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1) (got {self.dropout})")
         if self.depth > 3:
-            raise ConfigError(f"--depth must be <= 3 (got {self.depth})", "each block halves the 28x28 image")
+            raise ConfigError(
+                f"--depth must be <= 3 (got {self.depth})", "the stem and each block halve the image"
+            )
+        if self.jit_compile and self.deterministic:
+            raise ConfigError(
+                "--jit-compile cannot be deterministic: XLA has no deterministic max-pool gradient",
+                "add --no-deterministic",
+            )
         if self.profile is not None and not 0 <= self.profile[0] < self.profile[1]:
             raise ConfigError(f"--profile must be START:STOP with 0 <= START < STOP (got {self.profile})")
         for name, choices in (
@@ -95,56 +102,111 @@ def _step_range(text: str) -> tuple[int, int]:
 _step_range.__name__ = "START:STOP step range"  # argparse names the type in its error message
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the None of options that are simply off unless given."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.help is None:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
 def build_parser() -> ArgumentParser:
     defaults = TrainConfig()
     parser = ArgumentParser(
         prog="tfdock.train",
-        description="Train the tfdock CNN on MNIST or Fashion-MNIST (one custom loop for every device setup).",
-        formatter_class=lambda prog: argparse.ArgumentDefaultsHelpFormatter(prog, width=100),
+        description="Train the tfdock CNN on MNIST or Fashion-MNIST: one custom loop for every device setup.",
+        formatter_class=_HelpFormatter,
     )
     data = parser.add_argument_group("data and outputs")
-    data.add_argument("--dataset", choices=DATASETS, default=defaults.dataset)
+    data.add_argument(
+        "--dataset", choices=DATASETS, default=defaults.dataset, help="its files are read from --data-dir"
+    )
     data.add_argument("--data-dir", default=defaults.data_dir, help="directory holding the dataset files")
     data.add_argument("--output-dir", default=defaults.output_dir, help="runs are written under it")
     data.add_argument("--download", action="store_true", help="download missing dataset files first")
-    data.add_argument("--validation-split", type=float, default=defaults.validation_split,
-                      help="fraction of the TRAIN set held out for validation (the test set is never used)")
+    data.add_argument(
+        "--validation-split",
+        type=float,
+        default=defaults.validation_split,
+        help="fraction of the TRAIN set held out for validation (the test set is never used)",
+    )
     data.add_argument("--limit-train", type=int, help="train on the first N training images only")
     data.add_argument("--limit-test", type=int, help="evaluate on the first N test images only")
 
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=int, default=defaults.epochs)
-    training.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                          help="per replica; the global batch is this times the number of replicas")
-    training.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
-                          help="peak learning rate for one replica; scaled linearly with the replicas")
-    training.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=defaults.lr_schedule,
-                          help="onecycle: linear warm-up then cosine decay; cosine: decay only")
-    training.add_argument("--seed", type=int, default=defaults.seed)
-    training.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
-                          default=defaults.deterministic,
-                          help="TF op determinism: identical weights for identical seeds")
-    training.add_argument("--resume", nargs="?", const=LATEST, metavar="RUN_DIR",
-                          help="continue a run from its last completed epoch with its saved config "
-                          "(no value: the latest run)")
+    training.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training set")
+    training.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help="per replica; the global batch is this times the number of replicas",
+    )
+    training.add_argument(
+        "--learning-rate",
+        type=float,
+        default=defaults.learning_rate,
+        help="peak learning rate for one replica; scaled linearly with the replicas",
+    )
+    training.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=defaults.lr_schedule,
+        help="onecycle: linear warm-up then cosine decay; cosine: decay only",
+    )
+    training.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="seeds the weights, validation split, data order, dropout",
+    )
+    training.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.deterministic,
+        help="TF op determinism: identical weights for identical seeds",
+    )
+    training.add_argument(
+        "--resume",
+        nargs="?",
+        const=LATEST,
+        metavar="RUN_DIR",
+        help="continue a run from its last completed epoch with its saved config (no value: the latest run)",
+    )
     training.add_argument("--run-name", help="default: UTC time plus a random suffix")
-    training.add_argument("--profile", type=_step_range, metavar="START:STOP",
-                          help="TF profiler trace of these global steps into the run's tensorboard dir")
+    training.add_argument(
+        "--profile",
+        type=_step_range,
+        metavar="START:STOP",
+        help="TF profiler trace of these global steps into the run's tensorboard dir",
+    )
 
     devices = parser.add_argument_group("devices")
-    devices.add_argument("--mixed-precision", choices=MIXED_PRECISION_MODES, default=defaults.mixed_precision,
-                         help="mixed_float16; auto = on only when a GPU is visible (it is slow on CPU)")
+    devices.add_argument(
+        "--mixed-precision",
+        choices=MIXED_PRECISION_MODES,
+        default=defaults.mixed_precision,
+        help="mixed_float16; auto = on only when a GPU is visible (it is slow on CPU)",
+    )
     devices.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
-    devices.add_argument("--cpu-devices", type=int, default=defaults.cpu_devices,
-                         help="split the CPU into N logical devices under MirroredStrategy: a STAND-IN "
-                         "for N GPUs on machines without GPUs, for testing the distributed path")
+    devices.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=defaults.cpu_devices,
+        help="split the CPU into N logical devices under MirroredStrategy: a STAND-IN "
+        "for N GPUs on machines without GPUs, for testing the distributed path",
+    )
 
     model = parser.add_argument_group("model")
-    model.add_argument("--width", type=int, default=defaults.width, help="filters of the first conv block")
-    model.add_argument("--depth", type=int, default=defaults.depth, help="conv blocks, each doubling width")
+    model.add_argument("--width", type=int, default=defaults.width, help="filters of the stride-2 conv stem")
+    model.add_argument(
+        "--depth",
+        type=int,
+        default=defaults.depth,
+        help="conv blocks after the stem, each doubling the filters",
+    )
     model.add_argument("--dropout", type=float, default=defaults.dropout, help="before the classifier")
-    model.add_argument("--batch-norm", action=argparse.BooleanOptionalAction,
-                       default=defaults.batch_norm)
+    model.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=defaults.batch_norm)
     return parser
 
 

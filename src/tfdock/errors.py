@@ -27,7 +27,7 @@ class ModelError(TfdockError):
     """A model or input file for evaluation/prediction that cannot be loaded or used."""
 
 
-class Interrupted(BaseException):  # noqa: N818 - mirrors KeyboardInterrupt, which it generalises
+class Interrupted(BaseException):
     """SIGINT or SIGTERM arrived; raised at a safe point so no kept file is left half-written."""
 
     def __init__(self, signum: int) -> None:
