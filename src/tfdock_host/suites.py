@@ -10,13 +10,14 @@ import shlex
 from pathlib import Path
 
 from tfdock_host import console, image
-from tfdock_host.run import DEBUG_PORT, WORKSPACE, Mount, execute, task_spec
+from tfdock_host.run import DEBUG_PORT, WORKSPACE, Mount, execute, host_dir, task_spec
 from tfdock_host.settings import ROOT, Settings
 
 REAL_DATA_IN_CONTAINER = "/datasets/fashion-mnist"
+REPORTS = "/reports"  # the host's reports dir (anywhere: invoke.yaml's reports_dir) in the container
 WHOLE_SUITE_ARGS = [
     "--durations=10",
-    "--cov=tfdock", "--cov-report=xml:reports/coverage-container.xml", "--cov-report=term",
+    "--cov=tfdock", f"--cov-report=xml:{REPORTS}/coverage-container.xml", "--cov-report=term",
 ]  # fmt: skip
 
 
@@ -30,18 +31,23 @@ def container_tests(settings: Settings, pytest_args: list[str], debug: bool = Fa
         "-p", "no:cacheprovider",
         "-o", "testpaths=tests/container",
         "-o", "junit_suite_name=container",
-        "--junitxml", "reports/junit-container.xml",
+        "--junitxml", f"{REPORTS}/junit-container.xml",
         *(pytest_args or WHOLE_SUITE_ARGS),
     ]  # fmt: skip
-    environment = {"COVERAGE_FILE": f"{WORKSPACE}/reports/.coverage-container"}
+    environment = {"COVERAGE_FILE": f"{REPORTS}/.coverage-container"}
     if debug:
         console.info(f"debugpy waits for your IDE on 127.0.0.1:{DEBUG_PORT} (see docs/ide.md)")
-    return _run_in_dev_image(settings, "test", command, reports, environment, debug)
+    writable = Mount(host_dir(reports), REPORTS, read_only=False)
+    return _run_in_dev_image(settings, "test", command, writable, environment, debug)
 
 
 def run_script_in_dev_image(settings: Settings, task: str, script_args: list[str], writable: Path) -> int:
-    """`python SCRIPT ARGS` of the project (a benchmark) in the dev image; `writable` takes its output."""
-    return _run_in_dev_image(settings, task, ["python", *script_args], writable, {})
+    """`python SCRIPT ARGS` of the project (a benchmark) in the dev image; `writable`, a dir of the
+    project, takes its output."""
+    output = Mount(
+        host_dir(writable), f"{WORKSPACE}/{writable.relative_to(ROOT).as_posix()}", read_only=False
+    )
+    return _run_in_dev_image(settings, task, ["python", *script_args], output, {})
 
 
 def lint(settings: Settings, paths: list[str]) -> int:
@@ -64,17 +70,12 @@ def _run_in_dev_image(
     settings: Settings,
     task: str,
     command: list[str],
-    writable: Path | None,
+    writable: Mount | None,
     environment: dict[str, str],
     debug: bool = False,
 ) -> int:
-    """The project read-only at /workspace plus one writable dir of it; real Fashion-MNIST when present."""
-    mounts = []
-    if writable is not None:
-        writable.mkdir(parents=True, exist_ok=True)
-        mounts.append(
-            Mount(writable, f"{WORKSPACE}/{writable.relative_to(ROOT).as_posix()}", read_only=False)
-        )
+    """The project read-only at /workspace, one writable mount, and real Fashion-MNIST when present."""
+    mounts = [writable] if writable else []
     real_data = _real_fashion_mnist(settings)
     if real_data:
         mounts.append(Mount(real_data, REAL_DATA_IN_CONTAINER))

@@ -24,7 +24,8 @@ from tfdock_host.errors import EngineError
 
 pytestmark = pytest.mark.engine
 
-SUBSET = ["--limit-train", "2000", "--limit-test", "500"]
+# Small enough for 2 cores, with enough steps per epoch (batch 64) to learn in one epoch.
+SUBSET = ["--limit-train", "4000", "--limit-test", "1000", "--batch-size", "64"]
 TEST_USER, TEST_UID = "tfdock-e2e", 4321
 STANDIN_DIR = "/usr/local/lib/tfdock-gpu-standin"
 STANDIN_LOG = Path(os.environ.get("TFDOCK_GPU_STANDIN_LOG", "/var/log/tfdock-gpu-standin.log"))
@@ -155,7 +156,7 @@ def test_gpu_requests_reach_the_container_and_the_trainer_reports_no_gpu(
         "cpu",
         "--epochs",
         "1",
-        trainer=["--limit-train", "256", "--limit-test", "128"],
+        trainer=["--limit-train", "256", "--limit-test", "128", "--batch-size", "32"],
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]

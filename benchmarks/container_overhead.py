@@ -1,0 +1,76 @@
+"""Container overhead: the same training (fixed epochs, seed, data) natively in a host venv with the same
+pinned TensorFlow, and through `invoke train` in the container; images/s of each, from their metrics.json.
+
+    python benchmarks/container_overhead.py [--quick] [--repeat 3]
+
+Runs alternate native/container so that drift in the machine's load hits both alike.
+Writes benchmarks/results/container_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from edit_test_loop import native_python  # noqa: E402  (the same host venv)
+
+from tfdock_host.bench import Figure, timed, write_figures  # noqa: E402
+from tfdock_host.settings import load  # noqa: E402
+
+RUNS = ROOT / ".bench" / "overhead"
+GOAL_RATIO = 0.98
+
+
+def images_per_second(output_dir: Path, run_name: str) -> float:
+    return float(json.loads((output_dir / run_name / "metrics.json").read_text())["images_per_second"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_const", dest="repeat", const=2, help="2 runs each")
+    parser.add_argument("--limit-train", type=int, default=12000, help="training images per epoch")
+    args = parser.parse_args()
+
+    data_dir = load().fashion_mnist_dir
+    trainer = ["--epochs", "1", "--limit-train", str(args.limit_train), "--limit-test", "1000", "--seed", "0"]
+    shutil.rmtree(RUNS, ignore_errors=True)
+    python = native_python()
+    native, container = [], []
+    for attempt in range(args.repeat):
+        name = f"run{attempt}"
+        native_dir, container_dir = RUNS / "native", RUNS / "container"
+        native_train = [str(python), "-m", "tfdock.train", "--data-dir", data_dir]
+        timed(
+            [*native_train, "--output-dir", str(native_dir), *trainer, "--run-name", name],
+            env={"PYTHONPATH": str(ROOT / "src")},
+        )
+        native.append(images_per_second(native_dir, name))
+        invoke_train = [sys.executable, "-m", "invoke", "train", "--gpus", "none", "--data-dir", data_dir]
+        timed([*invoke_train, "--output-dir", str(container_dir), "--", *trainer, "--run-name", name])
+        container.append(images_per_second(container_dir, name))
+        print(f"run {attempt}: native {native[-1]:.0f} images/s, container {container[-1]:.0f} images/s")
+
+    figure = Figure(
+        "container overhead",
+        "training throughput, same run natively and in the container",
+        "images/s",
+        container,
+        native,
+        "native host venv, same lock",
+        ("ratio", ">=", GOAL_RATIO),
+        f"1 epoch of {args.limit_train} Fashion-MNIST images, seed 0, CPU",
+    )
+    write_figures("container_overhead", [figure])
+    print(f"container / native images/s: {figure.ratio:.3f} (goal >= {GOAL_RATIO})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,392 @@
+"""Train the CNN: one custom loop for every device setup (default, MirroredStrategy, MultiWorkerMirrored).
+
+Usage: python -m tfdock.train [--dataset fashion-mnist] [--epochs N] [--resume [RUN_DIR]] ... (see --help)
+
+A run lives in <output-dir>/<run-name>/ with config.json, checkpoints/, tensorboard/, metrics.json (rewritten
+after every epoch) and, at the end, model.keras and saved_model/. <output-dir>/latest points at the
+newest run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfdock import cli, data, export, pipeline, runtime
+from tfdock import model as cnn
+from tfdock.config import LATEST, TrainConfig, parse_args
+from tfdock.errors import ConfigError
+from tfdock.files import write_text_atomically
+
+EVAL_BATCH_SIZE = 1000
+ONECYCLE_WARMUP_FRACTION = 0.25
+ONECYCLE_START_DIVISOR = 10  # warm up from peak/10
+
+
+def learning_rate_schedule(
+    config: TrainConfig, peak: float, total_steps: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Built-in Keras schedules only, so the optimizer state checkpoints without custom objects."""
+    if config.lr_schedule == "constant":
+        return peak
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(peak, decay_steps=total_steps)
+    warmup_steps = int(total_steps * ONECYCLE_WARMUP_FRACTION)
+    return keras.optimizers.schedules.CosineDecay(
+        peak / ONECYCLE_START_DIVISOR,
+        decay_steps=total_steps - warmup_steps,
+        warmup_target=peak,
+        warmup_steps=warmup_steps,
+    )
+
+
+def make_optimizer(
+    config: TrainConfig, env: runtime.Runtime, steps_per_epoch: int
+) -> keras.optimizers.Optimizer:
+    schedule = learning_rate_schedule(config, env.learning_rate, steps_per_epoch * config.epochs)
+    optimizer: keras.optimizers.Optimizer = keras.optimizers.Adam(schedule)
+    if env.mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+class Trainer:
+    """The compiled pieces of the loop: a distributed train step and a distributed evaluation."""
+
+    def __init__(
+        self, model: keras.Model, optimizer: keras.optimizers.Optimizer, env: runtime.Runtime
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.strategy = env.strategy
+        with self.strategy.scope():
+            # Create the slot variables now: created lazily inside the replicated step, they break Mirrored.
+            optimizer.build(model.trainable_variables)
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+        # Updated in cross-replica context from already-reduced sums, so plain (non-mirrored) variables.
+        self.train_loss = keras.metrics.Mean("loss")
+        self.train_accuracy = keras.metrics.Mean("accuracy")
+        # XLA compiles only the per-replica maths; gradient all-reduce and apply stay outside it.
+        self._gradients = tf.function(self._gradients_fn, jit_compile=env.jit_compile)
+        self._train_step = tf.function(self._train_step_fn)
+        self._eval_step = tf.function(self._eval_step_fn)
+
+    def _sums(self, labels: tf.Tensor, probabilities: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        losses = self.loss_fn(labels, probabilities)
+        correct = tf.cast(tf.argmax(probabilities, axis=-1) == tf.cast(labels, tf.int64), tf.float32)
+        return tf.reduce_sum(losses), tf.reduce_sum(correct), tf.cast(tf.size(labels), tf.float32)
+
+    def _gradients_fn(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[Any, ...]:
+        global_batch = tf.cast(tf.size(labels), tf.float32) * self.strategy.num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            probabilities = self.model(images, training=True)
+            loss_sum, correct, count = self._sums(labels, probabilities)
+            loss = loss_sum / global_batch  # so that summing gradients over replicas averages them
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                loss = self.optimizer.scale_loss(loss)
+        return tape.gradient(loss, self.model.trainable_variables), loss_sum, correct, count
+
+    def _train_step_fn(self, images: Any, labels: Any) -> None:
+        def replica_step(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+            gradients, *sums = self._gradients(images, labels)
+            self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables, strict=True))
+            return tuple(sums)
+
+        loss_sum, correct, count = self._reduce(self.strategy.run(replica_step, args=(images, labels)))
+        self.train_loss.update_state(loss_sum / count, sample_weight=count)
+        self.train_accuracy.update_state(correct / count, sample_weight=count)
+
+    def _eval_step_fn(self, images: Any, labels: Any) -> tuple[tf.Tensor, ...]:
+        def replica_step(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+            return self._sums(labels, self.model(images, training=False))
+
+        return self._reduce(self.strategy.run(replica_step, args=(images, labels)))
+
+    def _reduce(self, per_replica: tuple[Any, ...]) -> tuple[tf.Tensor, ...]:
+        return tuple(
+            self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in per_replica
+        )
+
+    def distribute(self, dataset: tf.data.Dataset) -> Any:
+        return self.strategy.experimental_distribute_dataset(dataset)
+
+    def train_step(self, batch: Any) -> None:
+        self._train_step(*batch)
+
+    def take_train_metrics(self) -> tuple[float, float]:
+        """(loss, accuracy) over the steps since the last call."""
+        result = float(self.train_loss.result()), float(self.train_accuracy.result())
+        self.train_loss.reset_state()
+        self.train_accuracy.reset_state()
+        return result
+
+    def evaluate(self, dataset: tf.data.Dataset) -> tuple[float, float]:
+        """(mean loss, accuracy) over a whole dataset."""
+        totals = np.zeros(3)
+        for batch in self.distribute(dataset):
+            totals += [float(value) for value in self._eval_step(*batch)]
+        loss_sum, correct, count = totals
+        return loss_sum / count, correct / count
+
+
+# --- run directories --------------------------------------------------------------------------------------
+
+
+def _new_run_name() -> str:
+    # The random suffix keeps two runs started in the same second apart.
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+
+
+def _point_latest_at(run_dir: Path) -> None:
+    latest = run_dir.parent / LATEST
+    temp = run_dir.parent / f".{LATEST}.tmp-{os.getpid()}"
+    temp.unlink(missing_ok=True)
+    temp.symlink_to(run_dir.name)  # relative, so it survives a different mount point on the host
+    os.replace(temp, latest)
+
+
+def _resolve_resume(config: TrainConfig) -> Path:
+    assert config.resume is not None
+    output_dir = Path(config.output_dir)
+    candidates = [output_dir / LATEST] if config.resume == LATEST else [Path(config.resume)]
+    if config.resume != LATEST and not Path(config.resume).is_absolute():
+        candidates.append(output_dir / config.resume)
+    for candidate in candidates:
+        if (candidate / "config.json").is_file():
+            return candidate.resolve()
+    raise ConfigError(
+        f"--resume {config.resume}: no run with a config.json at {' or '.join(map(str, candidates))}",
+        "pass a run directory under --output-dir",
+    )
+
+
+def _prepare_run_dir(config: TrainConfig, env: runtime.Runtime) -> Path:
+    if not env.is_chief:
+        # Workers other than the chief must run the same collective saves, but into throwaway files.
+        return Path(tempfile.mkdtemp(prefix="tfdock-worker-"))
+    output_dir = Path(config.output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = output_dir / (config.run_name or _new_run_name())
+        run_dir.mkdir()
+    except FileExistsError:
+        raise ConfigError(f"run dir {run_dir} already exists", "use --resume or another --run-name") from None
+    except OSError as error:
+        raise ConfigError(f"cannot create a run dir under {output_dir} ({error.strerror or error})") from None
+    write_text_atomically(run_dir / "config.json", config.to_json())
+    _point_latest_at(run_dir)
+    return run_dir
+
+
+# --- the run ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Progress:
+    """What metrics.json records; rebuilt from it on resume."""
+
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    @property
+    def training_seconds(self) -> float:
+        return sum(epoch["training_seconds"] for epoch in self.history)
+
+    @classmethod
+    def load(cls, path: Path, epochs_done: int) -> Progress:
+        if not path.exists():
+            return cls()
+        saved = json.loads(path.read_text())
+        # metrics.json may be one epoch ahead of the last checkpoint if the run died between the two writes.
+        return cls(saved["history"][:epochs_done], saved["wall_seconds"])
+
+
+Arrays = tuple[np.ndarray, np.ndarray]  # (uint8 images N x 28 x 28, uint8 labels N)
+
+
+def _load_arrays(config: TrainConfig) -> tuple[Arrays, Arrays, Arrays]:
+    """(train, validation, test) arrays, limited as asked; validation is carved out of the training set."""
+    data_dir = Path(config.data_dir)
+    if config.download:
+        data.download(config.dataset, data_dir)
+    splits = data.load(data_dir, config.dataset)
+    train, validation = data.split_validation(
+        splits.train_images[: config.limit_train],
+        splits.train_labels[: config.limit_train],
+        config.validation_split,
+        config.seed,
+    )
+    return (
+        train,
+        validation,
+        (splits.test_images[: config.limit_test], splits.test_labels[: config.limit_test]),
+    )
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) a training run and return its final metrics."""
+    started = time.perf_counter()
+    resume_dir = _resolve_resume(config) if config.resume else None
+    if resume_dir:
+        saved = TrainConfig.from_json_file(resume_dir / "config.json")
+        config = dataclasses.replace(
+            saved,
+            data_dir=config.data_dir,
+            output_dir=config.output_dir,
+            profile=config.profile,
+            download=config.download,
+            resume=str(resume_dir),
+        )
+    env = runtime.setup(config)
+    print(env.summary(), flush=True)
+    (train_images, train_labels), validation, test = _load_arrays(config)
+    run_dir = resume_dir if resume_dir and env.is_chief else _prepare_run_dir(config, env)
+
+    batches_for_epoch = pipeline.training_batches(
+        train_images, train_labels, env.global_batch_size, config.seed
+    )
+    steps_per_epoch = len(train_images) // env.global_batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"{len(train_images)} training images make no full batch of {env.global_batch_size}",
+            "lower --batch-size or raise --limit-train",
+        )
+    with env.strategy.scope():
+        model = cnn.build(config)
+        optimizer = make_optimizer(config, env, steps_per_epoch)
+        epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    trainer = Trainer(model, optimizer, env)
+    # The data order is a function of (seed, epoch); with dropout's RNG state these objects are everything
+    # --resume needs to continue exactly. (Keras does not checkpoint the seed generators on its own.)
+    checkpoint = tf.train.Checkpoint(
+        model=model, optimizer=optimizer, epochs_done=epochs_done, dropout_rng=cnn.rng_states(model)
+    )
+    manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints", max_to_keep=None)
+    progress = Progress()
+    if resume_dir:
+        # Every worker restores the chief's checkpoint (the `checkpoint` index names only complete ones).
+        restore_from = tf.train.latest_checkpoint(str(resume_dir / "checkpoints"))
+        if restore_from:
+            checkpoint.restore(restore_from).assert_existing_objects_matched()
+            print(f"resumed {resume_dir.name} from {Path(restore_from).name}", flush=True)
+        progress = Progress.load(resume_dir / "metrics.json", int(epochs_done.numpy()))
+
+    validation_batches = pipeline.evaluation_batches(*validation, EVAL_BATCH_SIZE)
+    test_batches = pipeline.evaluation_batches(*test, EVAL_BATCH_SIZE)
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
+    profiler = Profiler(config.profile, run_dir / "tensorboard")
+
+    def record(status: str, **final: float) -> dict[str, Any]:
+        images_trained = len(progress.history) * steps_per_epoch * env.global_batch_size
+        metrics = {
+            "status": status,
+            **final,
+            "epochs_completed": len(progress.history),
+            "wall_seconds": progress.wall_seconds + time.perf_counter() - started,
+            "training_seconds": progress.training_seconds,
+            "images_per_second": images_trained / max(progress.training_seconds, 1e-9),
+            "tensorflow_version": tf.__version__,
+            "devices": list(env.devices),
+            "gpus": list(env.gpus),
+            "strategy": env.strategy_name,
+            "replicas": env.replicas,
+            "global_batch_size": env.global_batch_size,
+            "config": dataclasses.asdict(config),
+            "history": progress.history,
+        }
+        write_text_atomically(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        return metrics
+
+    with cli.stop_signals.deferred():
+        for epoch in range(int(epochs_done.numpy()), config.epochs):
+            epoch_started = time.perf_counter()
+            for batch in trainer.distribute(batches_for_epoch(epoch)):
+                profiler.before_step(int(optimizer.iterations.numpy()))
+                trainer.train_step(batch)
+                cli.stop_signals.raise_if_pending()
+            training_seconds = time.perf_counter() - epoch_started
+            loss, accuracy = trainer.take_train_metrics()
+            scalars = {
+                "loss": loss,
+                "accuracy": accuracy,
+                "learning_rate": float(optimizer.learning_rate),
+                "images_per_second": steps_per_epoch * env.global_batch_size / training_seconds,
+                "training_seconds": training_seconds,
+            }
+            if len(validation[0]):
+                scalars["val_loss"], scalars["val_accuracy"] = trainer.evaluate(validation_batches)
+            with writer.as_default(step=epoch + 1):
+                for name, value in scalars.items():
+                    tf.summary.scalar(name, value)
+            writer.flush()
+            epochs_done.assign(epoch + 1)
+            manager.save(checkpoint_number=epoch + 1)
+            progress.history.append({"epoch": epoch + 1, **scalars})
+            record("running")
+            print(
+                f"epoch {epoch + 1}/{config.epochs} "
+                + " ".join(f"{name} {value:.4g}" for name, value in scalars.items()),
+                flush=True,
+            )
+            cli.stop_signals.raise_if_pending()
+        profiler.stop()
+        test_loss, test_accuracy = trainer.evaluate(test_batches)
+        if env.is_chief:
+            export.save(model, config, run_dir)
+        metrics = record("complete", test_loss=test_loss, test_accuracy=test_accuracy)
+    print(
+        f"test accuracy {test_accuracy:.4f} loss {test_loss:.4f} after {len(progress.history)} epochs, "
+        f"{progress.training_seconds:.1f} s of training — {run_dir}",
+        flush=True,
+    )
+    if not env.is_chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return metrics
+
+
+class Profiler:
+    """Traces global steps [start, stop) with the TF profiler into the run's TensorBoard dir."""
+
+    def __init__(self, steps: tuple[int, int] | None, logdir: Path) -> None:
+        self.steps = steps
+        self.logdir = logdir
+        self.active = False
+
+    def before_step(self, step: int) -> None:
+        if self.steps is None:
+            return
+        if step == self.steps[0] and not self.active:
+            tf.profiler.experimental.start(str(self.logdir))
+            self.active = True
+        elif step == self.steps[1]:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.active:
+            tf.profiler.experimental.stop()
+            self.active = False
+
+
+def _command(argv: Sequence[str] | None) -> None:
+    train(parse_args(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(_command, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

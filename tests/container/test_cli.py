@@ -1,0 +1,84 @@
+"""Every expected failure of the CLIs: exit code 2, one `error:` line on stderr, no traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import run_module
+
+from tfdock import train
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--epochs", "0"], "--epochs must be >= 1 (got 0)"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--validation-split", "1.5"], "--validation-split must be in [0, 1)"),
+        (["--dropout", "-0.1"], "--dropout must be in [0, 1)"),
+        (["--cpu-devices", "0"], "--cpu-devices must be >= 1"),
+        (["--epochs", "three"], "argument --epochs: invalid int value: 'three'"),
+        (["--dataset", "cifar10"], "argument --dataset: invalid choice"),
+        (["--profile", "7"], "argument --profile: invalid START:STOP step range value"),
+        (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    ],
+)
+def test_bad_train_options_exit_2_with_one_line(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert train.main(args) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1 and stderr.startswith("error: ") and expected in stderr
+
+
+def test_missing_data_dir_exits_2_in_one_line(tmp_path: Path, single_line_error: Callable) -> None:
+    result = run_module("tfdock.train", ["--data-dir", str(tmp_path / "none"), "--output-dir", str(tmp_path)])
+    assert "does not exist" in single_line_error(result)
+
+
+def test_empty_data_dir_names_the_missing_files_and_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "data").mkdir()
+    assert train.main(["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")]) == 2
+    stderr = capsys.readouterr().err
+    assert "missing train-images-idx3-ubyte[.gz]" in stderr and "invoke train --download" in stderr
+    assert "python -m tfdock.data download --dataset fashion-mnist" in stderr
+
+
+def test_resume_without_a_run_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert train.main(["--output-dir", str(tmp_path), "--resume"]) == 2
+    assert "--resume latest: no run with a config.json" in capsys.readouterr().err
+
+
+def test_existing_run_name_is_refused(
+    tmp_path: Path, fashion_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "taken").mkdir()
+    args = [
+        "--data-dir",
+        str(fashion_dir),
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "taken",
+        "--limit-train",
+        "300",
+        "--limit-test",
+        "10",
+    ]
+    assert train.main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_evaluate_and_predict_report_bad_inputs_in_one_line(
+    tmp_path: Path, single_line_error: Callable
+) -> None:
+    line = single_line_error(run_module("tfdock.evaluate", ["--model", str(tmp_path / "missing.keras")]))
+    assert "does not exist" in line
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    line = single_line_error(run_module("tfdock.predict", ["--model", str(tmp_path), str(text)]))
+    assert "not an image" in line

@@ -1,0 +1,86 @@
+"""The tf.data pipeline, the model's in-graph preprocessing and output, and config validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfdock import data, pipeline
+from tfdock import model as cnn
+from tfdock.config import TrainConfig
+from tfdock.errors import ConfigError
+
+
+def _epoch_labels(stream, epoch: int) -> np.ndarray:
+    return np.concatenate([labels.numpy() for _, labels in stream(epoch)])
+
+
+def test_training_batches_are_full_uint8_batches_covering_each_example_once(
+    small_fashion: data.Splits,
+) -> None:
+    stream = pipeline.training_batches(small_fashion.train_images, small_fashion.train_labels, 64, seed=3)
+    batches = list(stream(0))
+    assert len(batches) == 600 // 64
+    images, labels = batches[0]
+    assert images.shape == (64, 28, 28) and images.dtype.name == "uint8" and labels.dtype.name == "uint8"
+    seen = np.concatenate([image.numpy().reshape(len(image), -1) for image, _ in batches])
+    assert len({row.tobytes() for row in seen}) == len(seen)  # no example twice within an epoch
+
+
+def test_shuffle_order_depends_only_on_seed_and_epoch(small_fashion: data.Splits) -> None:
+    def stream(seed: int):
+        return pipeline.training_batches(small_fashion.train_images, small_fashion.train_labels, 100, seed)
+
+    np.testing.assert_array_equal(_epoch_labels(stream(1), 4), _epoch_labels(stream(1), 4))  # a resumed run
+    assert not np.array_equal(
+        _epoch_labels(stream(1), 4), _epoch_labels(stream(1), 5)
+    )  # reshuffled each epoch
+    assert not np.array_equal(_epoch_labels(stream(1), 4), _epoch_labels(stream(2), 4))
+
+
+def test_evaluation_batches_keep_every_example_in_order(small_fashion: data.Splits) -> None:
+    batches = pipeline.evaluation_batches(small_fashion.test_images, small_fashion.test_labels, 64)
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in batches]), small_fashion.test_labels)
+
+
+def test_model_takes_raw_pixels_in_either_shape_and_returns_probabilities(small_fashion: data.Splits) -> None:
+    model = cnn.build(TrainConfig())
+    pixels = small_fashion.test_images[:8]
+    probabilities = model(pixels.astype("float32"), training=False).numpy()
+    assert probabilities.shape == (8, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    with_channel = model(pixels[..., np.newaxis].astype("float32"), training=False).numpy()
+    np.testing.assert_allclose(with_channel, probabilities, rtol=1e-6)
+
+
+def test_normalisation_is_inside_the_model() -> None:
+    model = cnn.build(TrainConfig())
+    rescaling = [layer for layer in model.layers if layer.__class__.__name__ == "Rescaling"]
+    assert len(rescaling) == 1 and rescaling[0].scale == pytest.approx(1 / 255)
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_model_depth_and_width_are_configurable(depth: int) -> None:
+    model = cnn.build(TrainConfig(width=8, depth=depth, batch_norm=False))
+    convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+    assert [conv.filters for conv in convs] == [8 * 2**block for block in range(depth + 1)]
+    assert not [layer for layer in model.layers if "BatchNormalization" in layer.__class__.__name__]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("epochs", 0, "--epochs must be >= 1"),
+        ("batch_size", -4, "--batch-size must be >= 1"),
+        ("learning_rate", 0.0, "--learning-rate must be > 0"),
+        ("validation_split", 1.0, "--validation-split must be in [0, 1)"),
+        ("depth", 4, "--depth must be <= 3"),
+        ("profile", (5, 2), "--profile must be START:STOP"),
+        ("lr_schedule", "step", "--lr-schedule must be one of"),
+        ("jit_compile", True, "--jit-compile cannot be deterministic"),
+    ],
+)
+def test_bad_config_values_are_config_errors(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(**{field: value})  # type: ignore[arg-type]
+    assert message in str(caught.value)
