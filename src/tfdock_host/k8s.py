@@ -214,7 +214,7 @@ def _job(
     data_claim: str,
     output_claim: str,
 ) -> dict[str, Any]:
-    environment = [
+    environment: list[dict[str, Any]] = [
         {"name": "TFDOCK_RUN_DIR", "value": f"{OUTPUT_DIR}/{name}"},
         *({"name": key, "value": value} for key, value in RUNTIME_ENVIRONMENT.items()),
         {"name": "TFDOCK_IMAGE", "value": image_ref},
