@@ -31,6 +31,7 @@ def container_tests(settings: Settings, pytest_args: list[str], debug: bool = Fa
         "-p", "no:cacheprovider",
         "-o", "testpaths=tests/container",
         "-o", "junit_suite_name=container",
+        "-o", "junit_family=xunit1",  # keeps record_property's per-test properties (where the suite ran)
         "--junitxml", f"{REPORTS}/junit-container.xml",
         *(pytest_args or WHOLE_SUITE_ARGS),
     ]  # fmt: skip
