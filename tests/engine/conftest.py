@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +43,18 @@ def fashion_mnist(project_settings) -> Path:
     if not (directory / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"real Fashion-MNIST is missing from {directory}: apt-get install dataset-fashion-mnist")
     return directory
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A temp dir every user can traverse: pytest's tmp_path is 0700 and root's, and invoked as root the
+    containers run as the image's user, who must read the data dirs made here."""
+    path = Path(tempfile.mkdtemp(prefix="tfdock-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None, timeout: float = 900, user: str = ""):

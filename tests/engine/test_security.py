@@ -13,11 +13,9 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,17 +28,6 @@ pytestmark = pytest.mark.engine
 TINY_TRAINING = ["--limit-train", "1000", "--limit-test", "200"]
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 NO_CAPABILITIES = "0000000000000000"
-
-
-@pytest.fixture
-def scratch() -> Iterator[Path]:
-    """A dir the container's user can use (tmp_path is 0700 and root's when the suite runs as root)."""
-    path = Path(tempfile.mkdtemp(prefix="tfdock-security-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager

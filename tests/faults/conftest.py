@@ -9,10 +9,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from faultlib import ENGINE
@@ -25,6 +21,7 @@ client = ENGINE.client
 runtime_image = ENGINE.runtime_image
 dev_image = ENGINE.dev_image
 fashion_mnist = ENGINE.fashion_mnist
+scratch = ENGINE.scratch
 # Collected together with tests/engine, pytest keeps one module named `conftest` (the last one loaded), and
 # the engine suite imports these from it.
 ROOT = ENGINE.ROOT
@@ -69,15 +66,3 @@ def rng() -> random.Random:
     """One seeded source for every random moment (TFDOCK_FAULT_SEED), so a failure can be replayed."""
     print(f"fault seed {SEED}")
     return random.Random(SEED)
-
-
-@pytest.fixture
-def scratch() -> Iterator[Path]:
-    """A temp dir every user can traverse: pytest's tmp_path is 0700 and root's, and invoked as root the
-    containers run as the image's user, who must read the data dirs made here."""
-    path = Path(tempfile.mkdtemp(prefix="tfdock-faults-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
