@@ -219,6 +219,7 @@ def report(settings: Any, quick: bool) -> None:
 
 
 def _print_table(figures: list[Figure], about: dict[str, Any]) -> None:
+    from rich.console import Console
     from rich.table import Table
 
     from tfdock_host import console
@@ -238,7 +239,9 @@ def _print_table(figures: list[Figure], about: dict[str, Any]) -> None:
             figure.goal_text(),
             mark,
         )
-    console.out.print(table, width=max(console.out.width, 160))
+    # In a log there is no terminal width to fit: a wide table beats a folded one.
+    out = console.out if console.out.is_terminal else Console(width=170, highlight=False)
+    out.print(table)
 
 
 def _machine_line(about: dict[str, Any]) -> str:
