@@ -37,6 +37,7 @@ class Recipe:
     epochs: int
     build: Any  # () -> keras.Model
     optimizer: Any  # (steps_per_epoch) -> keras optimizer
+    label_smoothing: float = 0.0  # of the training loss only; both are evaluated the same way
 
 
 def keras_io_convnet() -> keras.Model:
@@ -68,7 +69,7 @@ def run(recipe: Recipe, env: runtime.Runtime, splits: data.Splits, seed: int, qu
     test = pipeline.evaluation_batches(splits.test_images, splits.test_labels, EVAL_BATCH_SIZE)
     steps_per_epoch = len(train_images) // recipe.batch_size
     eval_every = steps_per_epoch // EVALS_PER_EPOCH
-    trainer = Trainer(recipe.build(), recipe.optimizer(steps_per_epoch), env)
+    trainer = Trainer(recipe.build(), recipe.optimizer(steps_per_epoch), env, recipe.label_smoothing)
 
     curve: list[dict[str, float]] = []
     training_seconds, steps = 0.0, 0
@@ -154,6 +155,7 @@ def main() -> None:
             ours.epochs,
             lambda: cnn.build(ours),
             lambda steps: make_optimizer(ours, env, steps),
+            ours.label_smoothing,
         ),
         Recipe("keras-io", 128, 15, keras_io_convnet, lambda steps: keras.optimizers.Adam()),
     ]

@@ -26,9 +26,9 @@ class TrainConfig:
     data_dir: str = "/data"
     output_dir: str = "/outputs"
     download: bool = False
-    epochs: int = 10
-    batch_size: int = 256
-    learning_rate: float = 0.004
+    epochs: int = 15
+    batch_size: int = 128
+    learning_rate: float = 0.002
     lr_schedule: str = "onecycle"
     seed: int = 0
     validation_split: float = 0.1
@@ -41,10 +41,12 @@ class TrainConfig:
     limit_train: int | None = None
     limit_test: int | None = None
     cpu_devices: int = 1
-    width: int = 32
+    width: int = 24
     depth: int = 2
-    dropout: float = 0.3
+    dropout: float = 0.2
     batch_norm: bool = True
+    label_smoothing: float = 0.1
+    translate: int = 0
 
     def __post_init__(self) -> None:
         minimums = {"epochs": 1, "batch_size": 1, "cpu_devices": 1, "width": 1, "depth": 0}
@@ -59,6 +61,10 @@ class TrainConfig:
             raise ConfigError(f"--validation-split must be in [0, 1) (got {self.validation_split})")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1) (got {self.dropout})")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
+        if not 0 <= self.translate <= 7:
+            raise ConfigError(f"--translate must be in [0, 7] pixels (got {self.translate})")
         if self.depth > 3:
             raise ConfigError(
                 f"--depth must be <= 3 (got {self.depth})", "the stem and each block halve the image"
@@ -85,6 +91,9 @@ class TrainConfig:
     def from_json_file(cls, path: Path) -> TrainConfig:
         try:
             fields = json.loads(path.read_text())
+            # Runs saved before these options existed trained without them: resume them the same way.
+            fields.setdefault("label_smoothing", 0.0)
+            fields.setdefault("translate", 0)
             if fields.get("profile") is not None:
                 fields["profile"] = tuple(fields["profile"])
             return cls(**fields)
@@ -207,6 +216,20 @@ def build_parser() -> ArgumentParser:
     )
     model.add_argument("--dropout", type=float, default=defaults.dropout, help="before the classifier")
     model.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=defaults.batch_norm)
+    training.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=defaults.label_smoothing,
+        help="of the training loss's targets (evaluation reports plain cross-entropy)",
+    )
+    training.add_argument(
+        "--translate",
+        type=int,
+        default=defaults.translate,
+        metavar="PIXELS",
+        help="augmentation: shift training images by up to this many pixels each way (0: off); "
+        "shifts only, no flips, so it suits digits as well as clothes",
+    )
     return parser
 
 

@@ -27,6 +27,11 @@ class ModelError(TfdockError):
     """A model or input file for evaluation/prediction that cannot be loaded or used."""
 
 
+class OutputError(TfdockError):
+    """A run's output (checkpoint, metrics, TensorBoard events, export) that cannot be written: a full disk,
+    a read-only mount, lost permissions."""
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM arrived; raised at a safe point so no kept file is left half-written."""
 

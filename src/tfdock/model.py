@@ -24,10 +24,20 @@ def _conv_bn_relu(
 
 
 def build(config: TrainConfig) -> keras.Model:
-    """A stride-2 conv stem (`width` filters), then `depth` blocks of conv 3x3 -> [BN] -> ReLU -> max-pool 2,
-    each doubling the filters, then dropout and a dense softmax classifier."""
+    """[Random shifts of up to `translate` pixels, in training only], a stride-2 conv stem (`width` filters),
+    then `depth` blocks of conv 3x3 -> [BN] -> ReLU -> max-pool 2, each doubling the filters, then dropout
+    and a dense softmax classifier.
+
+    The default width 24 (not 32) costs about half the multiply-adds per image: 24 -> 48 -> 96 filters at
+    14x14 and 7x7 run ~1.6x the images/s of 32 -> 64 -> 128 on a 2-core CPU, which on that CPU buys more
+    epochs in the same minutes than the wider model gains per epoch."""
     pixels = keras.Input(shape=(IMAGE_SIDE, IMAGE_SIDE), name="pixels")
     x = keras.layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1))(pixels)
+    if config.translate:
+        # Training-time augmentation only (an identity at inference): whole-pixel shifts, zeros shifted in.
+        # No flips: a mirrored digit is not the same digit.
+        shift = config.translate / IMAGE_SIDE
+        x = keras.layers.RandomTranslation(shift, shift, fill_mode="constant", interpolation="nearest")(x)
     x = keras.layers.Rescaling(1 / 255)(x)
     # Convolutions at the full 28x28 dominate the cost on a CPU; a strided stem does that work at 14x14.
     x = _conv_bn_relu(x, config.width, config.batch_norm, strides=2)

@@ -85,15 +85,10 @@ def error_lines(output: str) -> list[str]:
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess) -> None:
-    """The house rule for an expected failure: it ends in one `error:` line, and there is no traceback.
-
-    The line is checked on stderr, or on stdout when stderr is empty: a container's stderr reaches the host's
-    stdout today (test_bad_inputs.py::test_a_container_side_error_reaches_the_hosts_stderr holds that gap).
-    """
+    """The house rule for an expected failure: its stderr ends in one `error:` line, and no traceback."""
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output[-3000:]
-    stream = result.stderr if result.stderr.strip() else result.stdout
-    lines = [line for line in stream.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("error:"), output[-3000:]
 
 
