@@ -12,6 +12,7 @@ from pathlib import Path
 from tfdock_host import console, image
 from tfdock_host.run import DEBUG_PORT, WORKSPACE, Mount, execute, host_dir, task_spec
 from tfdock_host.settings import ROOT, Settings
+from tfdock_host.training import validated_shm_size
 
 REAL_DATA_IN_CONTAINER = "/datasets/fashion-mnist"
 REPORTS = "/reports"  # the host's reports dir (anywhere: invoke.yaml's reports_dir) in the container
@@ -82,7 +83,15 @@ def _run_in_dev_image(
         mounts.append(Mount(real_data, REAL_DATA_IN_CONTAINER))
         environment = {**environment, "TFDOCK_FASHION_MNIST_DIR": REAL_DATA_IN_CONTAINER}
     tag = image.ensure(settings, settings.variant, "dev")
-    spec = task_spec(task, tag, command, extra_mounts=tuple(mounts), environment=environment, debug=debug)
+    spec = task_spec(
+        task,
+        tag,
+        command,
+        extra_mounts=tuple(mounts),
+        environment=environment,
+        shm_size=validated_shm_size(settings.shm_size),
+        debug=debug,
+    )
     return execute(spec)
 
 

@@ -11,7 +11,7 @@ from tfdock_host import console, gpus, image
 from tfdock_host.engine import connect
 from tfdock_host.run import DATA_DIR, OUTPUT_DIR, PROJECT_LABEL, WORKSPACE, Mount, execute, task_spec
 from tfdock_host.settings import ROOT, Settings
-from tfdock_host.training import validated_dataset
+from tfdock_host.training import validated_dataset, validated_shm_size
 
 JUPYTER_PORT = 8888
 TENSORBOARD_PORT = 6006
@@ -28,7 +28,7 @@ def shell(settings: Settings, command: list[str], gpus_spec: str = "") -> int:
         data_dir=settings.dataset_dir(),
         output_dir=settings.host_path(settings.output_dir),
         gpus=gpu_requests,
-        shm_size=settings.shm_size,
+        shm_size=validated_shm_size(settings.shm_size),
         interactive=True,
     )
     return execute(spec)
@@ -48,6 +48,7 @@ def evaluate(settings: Settings, run: str, dataset: str, data_dir: str, evaluato
         [*command, *evaluator_args],
         data_dir=settings.dataset_dir(dataset, data_dir),
         output_dir=outputs,
+        shm_size=validated_shm_size(settings.shm_size),
     )
     return execute(spec)
 
@@ -97,6 +98,7 @@ def _service(
         extra_mounts=extra_mounts,
         environment=environment,
         # A bridge network only to publish the port, and only on the host's loopback.
+        shm_size=validated_shm_size(settings.shm_size),
         network="bridge",
         ports={container_port: host_port},
     )
