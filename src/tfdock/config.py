@@ -13,14 +13,17 @@ from tfdock.cli import ArgumentParser
 from tfdock.errors import ConfigError
 
 DATASETS = ("mnist", "fashion-mnist")
-LR_SCHEDULES = ("onecycle", "cosine", "constant")
+LR_SCHEDULES = ("restarts", "onecycle", "cosine", "constant")
 MIXED_PRECISION_MODES = ("auto", "on", "off")
+FLIP_MODES = ("auto", "on", "off")
+# Datasets whose classes survive a left-right mirror (a mirrored shirt is a shirt; a mirrored 2 is no digit).
+MIRROR_SAFE_DATASETS = ("fashion-mnist",)
 LATEST = "latest"
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides a training run. Defaults are the tuned recipe (see benchmarks/)."""
+    """Everything that decides a training run. Defaults are the tuned recipe (docs/recipe.md)."""
 
     dataset: str = "fashion-mnist"
     data_dir: str = "/data"
@@ -28,8 +31,8 @@ class TrainConfig:
     download: bool = False
     epochs: int = 15
     batch_size: int = 128
-    learning_rate: float = 0.002
-    lr_schedule: str = "onecycle"
+    learning_rate: float = 0.004
+    lr_schedule: str = "restarts"
     seed: int = 0
     validation_split: float = 0.1
     deterministic: bool = True
@@ -41,16 +44,18 @@ class TrainConfig:
     limit_train: int | None = None
     limit_test: int | None = None
     cpu_devices: int = 1
-    width: int = 24
-    depth: int = 2
+    filters: tuple[int, ...] = (16, 32, 128)
+    dense: int = 128
     dropout: float = 0.2
     batch_norm: bool = True
     label_smoothing: float = 0.1
     translate: int = 0
+    flip: str = "auto"
+    flip_after: int = 3
 
     def __post_init__(self) -> None:
-        minimums = {"epochs": 1, "batch_size": 1, "cpu_devices": 1, "width": 1, "depth": 0}
-        minimums.update({"limit_train": 1, "limit_test": 1})
+        minimums = {"epochs": 1, "batch_size": 1, "cpu_devices": 1, "dense": 0}
+        minimums.update({"limit_train": 1, "limit_test": 1, "flip_after": 0})
         for name, minimum in minimums.items():
             value = getattr(self, name)
             if value is not None and value < minimum:
@@ -65,9 +70,10 @@ class TrainConfig:
             raise ConfigError(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
         if not 0 <= self.translate <= 7:
             raise ConfigError(f"--translate must be in [0, 7] pixels (got {self.translate})")
-        if self.depth > 3:
+        if not 1 <= len(self.filters) <= 4 or min(self.filters) < 1:
             raise ConfigError(
-                f"--depth must be <= 3 (got {self.depth})", "the stem and each block halve the image"
+                f"--filters takes 1 to 4 counts >= 1 (got {','.join(map(str, self.filters))})",
+                "the stem and each block halve the 28x28 image",
             )
         if self.jit_compile and self.deterministic:
             raise ConfigError(
@@ -80,9 +86,20 @@ class TrainConfig:
             ("dataset", DATASETS),
             ("lr_schedule", LR_SCHEDULES),
             ("mixed_precision", MIXED_PRECISION_MODES),
+            ("flip", FLIP_MODES),
         ):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}")
+
+    @property
+    def flips_images(self) -> bool:
+        """Whether training mirrors images left-right at random (auto: for datasets where that is safe)."""
+        return self.flip == "on" or (self.flip == "auto" and self.dataset in MIRROR_SAFE_DATASETS)
+
+    @property
+    def mirrors_at_inference(self) -> bool:
+        """Whether the exported model averages its answers over the mirror image (if it trained on some)."""
+        return self.flips_images and self.epochs > self.flip_after
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -94,6 +111,12 @@ class TrainConfig:
             # Runs saved before these options existed trained without them: resume them the same way.
             fields.setdefault("label_smoothing", 0.0)
             fields.setdefault("translate", 0)
+            fields.setdefault("dense", 0)
+            fields.setdefault("flip", "off")
+            if "width" in fields:  # before --filters: a stem of `width`, then `depth` blocks doubling it
+                width, depth = fields.pop("width"), fields.pop("depth")
+                fields["filters"] = [width * 2**block for block in range(depth + 1)]
+            fields["filters"] = tuple(fields["filters"])
             if fields.get("profile") is not None:
                 fields["profile"] = tuple(fields["profile"])
             return cls(**fields)
@@ -109,6 +132,13 @@ def _step_range(text: str) -> tuple[int, int]:
 
 
 _step_range.__name__ = "START:STOP step range"  # argparse names the type in its error message
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    return tuple(int(count) for count in text.split(","))
+
+
+_counts.__name__ = "comma-separated list of counts"
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -161,7 +191,8 @@ def build_parser() -> ArgumentParser:
         "--lr-schedule",
         choices=LR_SCHEDULES,
         default=defaults.lr_schedule,
-        help="onecycle: linear warm-up then cosine decay; cosine: decay only",
+        help="restarts: cosine cycles of 1, 2, 4, 8... epochs, the last ending with the run; "
+        "onecycle: linear warm-up then cosine decay; cosine: decay only",
     )
     training.add_argument(
         "--seed",
@@ -207,14 +238,20 @@ def build_parser() -> ArgumentParser:
     )
 
     model = parser.add_argument_group("model")
-    model.add_argument("--width", type=int, default=defaults.width, help="filters of the stride-2 conv stem")
     model.add_argument(
-        "--depth",
-        type=int,
-        default=defaults.depth,
-        help="conv blocks after the stem, each doubling the filters",
+        "--filters",
+        type=_counts,
+        default=defaults.filters,
+        metavar="STEM,BLOCK,...",
+        help="filters of the stride-2 conv stem, then of each conv + max-pool block (1 to 4 counts)",
     )
-    model.add_argument("--dropout", type=float, default=defaults.dropout, help="before the classifier")
+    model.add_argument(
+        "--dense",
+        type=int,
+        default=defaults.dense,
+        help="units of a hidden layer before the classifier (0: none)",
+    )
+    model.add_argument("--dropout", type=float, default=defaults.dropout, help="before each dense layer")
     model.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=defaults.batch_norm)
     training.add_argument(
         "--label-smoothing",
@@ -222,14 +259,22 @@ def build_parser() -> ArgumentParser:
         default=defaults.label_smoothing,
         help="of the training loss's targets (evaluation reports plain cross-entropy)",
     )
-    training.add_argument(
-        "--translate",
-        type=int,
-        default=defaults.translate,
-        metavar="PIXELS",
-        help="augmentation: shift training images by up to this many pixels each way (0: off); "
-        "shifts only, no flips, so it suits digits as well as clothes",
+    augmentation = parser.add_argument_group("augmentation (training images only)")
+    augmentation.add_argument(
+        "--translate", type=int, default=defaults.translate, metavar="PIXELS", help="random shifts of up to "
+        "this many pixels each way (0: off)",
+    )  # fmt: skip
+    augmentation.add_argument(
+        "--flip",
+        choices=FLIP_MODES,
+        default=defaults.flip,
+        help="mirror left-right at random; auto = on for fashion-mnist, off for mnist (a mirrored digit is "
+        "not a digit)",
     )
+    augmentation.add_argument(
+        "--flip-after", type=int, default=defaults.flip_after, metavar="EPOCHS", help="start mirroring after "
+        "this many epochs: it slows the first epochs and regularises the later ones",
+    )  # fmt: skip
     return parser
 
 

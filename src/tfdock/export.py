@@ -34,11 +34,12 @@ def _float32_policy() -> Iterator[None]:
 
 
 def _serving_copy(trained: keras.Model, config: TrainConfig) -> keras.Model:
-    """A float32 copy outside any distribution strategy, so serving needs neither."""
+    """A float32 copy outside any distribution strategy, so serving needs neither; as evaluated in training
+    (cnn.for_inference)."""
     with _float32_policy():
         plain = cnn.build(config)
-    plain.set_weights(trained.get_weights())
-    return plain
+        plain.set_weights(trained.get_weights())
+        return cnn.for_inference(plain, config)
 
 
 def save(trained: keras.Model, config: TrainConfig, run_dir: Path) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import errno
 import json
+import math
 import os
 import secrets
 import shutil
@@ -48,6 +49,14 @@ def learning_rate_schedule(
     total_steps = steps_per_epoch * config.epochs
     if config.lr_schedule == "constant":
         return peak
+    if config.lr_schedule == "restarts":
+        # SGDR: cosine cycles that double in length (1, 2, 4, 8 epochs for a 15-epoch run), sized so that the
+        # last one ends with the run (rounded up: never a restart in its last steps). Each cycle ends at a low
+        # rate, so the model is good early (after the first epoch), not only at the end.
+        cycles = max(1, int(math.log2(config.epochs + 1)))
+        return keras.optimizers.schedules.CosineDecayRestarts(
+            peak, first_decay_steps=math.ceil(total_steps / (2**cycles - 1)), t_mul=2.0, m_mul=1.0
+        )
     if config.lr_schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(peak, decay_steps=total_steps)
     warmup_steps = min(
@@ -83,8 +92,11 @@ class Trainer:
         optimizer: keras.optimizers.Optimizer,
         env: runtime.Runtime,
         label_smoothing: float = 0.0,
+        inference_model: keras.Model | None = None,
     ) -> None:
         self.model = model
+        # The model as exported (cnn.for_inference), for the final scores; epochs are scored on `model` alone.
+        self.inference_model = inference_model or model
         self.optimizer = optimizer
         self.strategy = env.strategy
         with self.strategy.scope():
@@ -136,9 +148,11 @@ class Trainer:
         self.train_loss.update_state(loss_sum / count, sample_weight=count)
         self.train_accuracy.update_state(correct / count, sample_weight=count)
 
-    def _eval_step_fn(self, images: Any, labels: Any) -> tuple[tf.Tensor, ...]:
+    def _eval_step_fn(self, images: Any, labels: Any, as_exported: bool) -> tuple[tf.Tensor, ...]:
+        model = self.inference_model if as_exported else self.model
+
         def replica_step(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            return self._sums(labels, self.model(images, training=False))
+            return self._sums(labels, model(images, training=False))
 
         return self._reduce(self.strategy.run(replica_step, args=(images, labels)))
 
@@ -160,11 +174,11 @@ class Trainer:
         self.train_accuracy.reset_state()
         return result
 
-    def evaluate(self, dataset: tf.data.Dataset) -> tuple[float, float]:
-        """(mean loss, accuracy) over a whole dataset."""
+    def evaluate(self, dataset: tf.data.Dataset, as_exported: bool = False) -> tuple[float, float]:
+        """(mean loss, accuracy) over a whole dataset, of the model being trained or of it as exported."""
         totals = np.zeros(3)
         for batch in self.distribute(dataset):
-            totals += [float(value) for value in self._eval_step(*batch)]
+            totals += [float(value) for value in self._eval_step(*batch, as_exported)]
         loss_sum, correct, count = totals
         return loss_sum / count, correct / count
 
@@ -313,7 +327,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     run_dir = resume_dir if resume_dir and env.is_chief else _prepare_run_dir(config, env)
 
     batches_for_epoch = pipeline.training_batches(
-        train_images, train_labels, env.global_batch_size, config.seed
+        train_images,
+        train_labels,
+        env.global_batch_size,
+        config.seed,
+        flip_from_epoch=config.flip_after if config.flips_images else None,
     )
     steps_per_epoch = len(train_images) // env.global_batch_size
     if steps_per_epoch == 0:
@@ -325,7 +343,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         model = cnn.build(config)
         optimizer = make_optimizer(config, env, steps_per_epoch)
         epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-    trainer = Trainer(model, optimizer, env, label_smoothing=config.label_smoothing)
+        inference_model = cnn.for_inference(model, config)
+    trainer = Trainer(model, optimizer, env, config.label_smoothing, inference_model)
     # The data order is a function of (seed, epoch); with dropout's RNG state these objects are everything
     # --resume needs to continue exactly. (Keras does not checkpoint the seed generators on its own.)
     checkpoint = tf.train.Checkpoint(
@@ -372,9 +391,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
     with cli.stop_signals.deferred():
         for epoch in range(int(epochs_done.numpy()), config.epochs):
             epoch_started = time.perf_counter()
+            # The global step, counted here: reading optimizer.iterations back would wait for every step.
+            step = epoch * steps_per_epoch
             for batch in trainer.distribute(batches_for_epoch(epoch)):
-                profiler.before_step(int(optimizer.iterations.numpy()))
+                profiler.before_step(step)
                 trainer.train_step(batch)
+                step += 1
                 cli.stop_signals.raise_if_pending()
             training_seconds = time.perf_counter() - epoch_started
             loss, accuracy = trainer.take_train_metrics()
@@ -403,7 +425,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             )
             cli.stop_signals.raise_if_pending()
         profiler.stop()
-        test_loss, test_accuracy = trainer.evaluate(test_batches)
+        test_loss, test_accuracy = trainer.evaluate(test_batches, as_exported=True)
         if env.is_chief:
             with _writing(run_dir):
                 export.save(model, config, run_dir)

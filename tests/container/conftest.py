@@ -103,9 +103,11 @@ def train_args(data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def trained_run(fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One short real training run shared by the export, evaluate and predict tests."""
+    """One short real training run shared by the export, evaluate and predict tests. Mirroring starts after
+    the first of its two epochs, so its exports are the full-length recipe's: with the mirror mean."""
     output_dir = tmp_path_factory.mktemp("outputs")
-    result = run_module("tfdock.train", train_args(fashion_dir, output_dir, "--run-name", "shared"))
+    args = train_args(fashion_dir, output_dir, "--flip-after", "1", "--run-name", "shared")
+    result = run_module("tfdock.train", args)
     assert result.returncode == 0, result.stderr
     return output_dir / "shared"
 

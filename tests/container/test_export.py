@@ -32,6 +32,17 @@ def test_keras_and_saved_model_exports_agree_on_raw_uint8_pixels(
     assert (from_keras.argmax(axis=1) == fashion.test_labels[:500]).mean() >= 0.7
 
 
+def test_metrics_json_scores_the_model_as_exported(trained_run: Path, fashion: data.Splits) -> None:
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    count = metrics["config"]["limit_test"]
+    served = tf.saved_model.load(str(trained_run / "saved_model"))
+    probabilities = served.serve_uint8(tf.constant(fashion.test_images[:count])).numpy()
+    accuracy = (probabilities.argmax(axis=1) == fashion.test_labels[:count]).mean()
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    model = keras.models.load_model(trained_run / "model.keras")
+    assert model.get_layer("mirror")  # trained on mirror images: the export averages over the mirror
+
+
 def test_model_keras_loads_with_plain_keras_and_no_tfdock(trained_run: Path) -> None:
     script = (
         "import sys, keras, numpy as np;"

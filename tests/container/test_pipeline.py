@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -38,6 +41,24 @@ def test_shuffle_order_depends_only_on_seed_and_epoch(small_fashion: data.Splits
     assert not np.array_equal(_epoch_labels(stream(1), 4), _epoch_labels(stream(2), 4))
 
 
+def test_flips_start_at_their_epoch_mirror_about_half_and_repeat_exactly(small_fashion: data.Splits) -> None:
+    def epoch(number: int, flip_from_epoch: int | None) -> tuple[np.ndarray, np.ndarray]:
+        stream = pipeline.training_batches(
+            small_fashion.train_images, small_fashion.train_labels, 100, 1, flip_from_epoch
+        )
+        images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in stream(number)], strict=True)
+        return np.concatenate(images), np.concatenate(labels)
+
+    np.testing.assert_array_equal(epoch(2, 3)[0], epoch(2, None)[0])  # before its epoch: untouched
+    (images, labels), (plain, plain_labels) = epoch(3, 3), epoch(3, None)
+    mirrored = np.array([not np.array_equal(a, b) for a, b in zip(images, plain, strict=True)])
+    assert 0.35 < mirrored.mean() < 0.65
+    np.testing.assert_array_equal(images[mirrored], plain[mirrored][:, :, ::-1])  # left-right, nothing else
+    np.testing.assert_array_equal(images[~mirrored], plain[~mirrored])
+    np.testing.assert_array_equal(labels, plain_labels)
+    np.testing.assert_array_equal(epoch(3, 3)[0], images)  # a resumed run sees the same flips
+
+
 def test_evaluation_batches_keep_every_example_in_order(small_fashion: data.Splits) -> None:
     batches = pipeline.evaluation_batches(small_fashion.test_images, small_fashion.test_labels, 64)
     np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in batches]), small_fashion.test_labels)
@@ -59,11 +80,11 @@ def test_normalisation_is_inside_the_model() -> None:
     assert len(rescaling) == 1 and rescaling[0].scale == pytest.approx(1 / 255)
 
 
-@pytest.mark.parametrize("depth", [0, 1, 3])
-def test_model_depth_and_width_are_configurable(depth: int) -> None:
-    model = cnn.build(TrainConfig(width=8, depth=depth, batch_norm=False))
+@pytest.mark.parametrize("filters", [(8,), (8, 4), (8, 16, 32, 64)])
+def test_model_filters_are_configurable(filters: tuple[int, ...]) -> None:
+    model = cnn.build(TrainConfig(filters=filters, batch_norm=False))
     convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
-    assert [conv.filters for conv in convs] == [8 * 2**block for block in range(depth + 1)]
+    assert tuple(conv.filters for conv in convs) == filters
     assert not [layer for layer in model.layers if "BatchNormalization" in layer.__class__.__name__]
 
 
@@ -74,7 +95,8 @@ def test_model_depth_and_width_are_configurable(depth: int) -> None:
         ("batch_size", -4, "--batch-size must be >= 1"),
         ("learning_rate", 0.0, "--learning-rate must be > 0"),
         ("validation_split", 1.0, "--validation-split must be in [0, 1)"),
-        ("depth", 4, "--depth must be <= 3"),
+        ("filters", (8, 8, 8, 8, 8), "--filters takes 1 to 4 counts"),
+        ("filters", (16, 0), "--filters takes 1 to 4 counts >= 1 (got 16,0)"),
         ("profile", (5, 2), "--profile must be START:STOP"),
         ("lr_schedule", "step", "--lr-schedule must be one of"),
         ("jit_compile", True, "--jit-compile cannot be deterministic"),
@@ -84,3 +106,13 @@ def test_bad_config_values_are_config_errors(field: str, value: object, message:
     with pytest.raises(ConfigError) as caught:
         TrainConfig(**{field: value})  # type: ignore[arg-type]
     assert message in str(caught.value)
+
+
+def test_a_run_saved_before_filters_and_flips_resumes_as_it_was_trained(tmp_path: Path) -> None:
+    saved = json.loads(TrainConfig().to_json())
+    for name in ("filters", "dense", "flip", "flip_after", "label_smoothing", "translate"):
+        saved.pop(name)
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "width": 24, "depth": 2}))
+    config = TrainConfig.from_json_file(tmp_path / "config.json")
+    assert config.filters == (24, 48, 96) and config.dense == 0 and not config.flips_images
+    assert config.label_smoothing == 0.0 and config.translate == 0

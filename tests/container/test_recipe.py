@@ -1,6 +1,8 @@
-"""The default recipe: a short warm-up in epochs, shifts in training only, smoothing in the loss only."""
+"""The default recipe: learning-rate schedules, augmentation, the mirror mean, smoothing in the loss only."""
 
 from __future__ import annotations
+
+import itertools
 
 import keras
 import numpy as np
@@ -15,7 +17,9 @@ from tfdock.config import TrainConfig
 def test_onecycle_warms_up_for_a_fixed_fraction_of_an_epoch_whatever_the_run_length() -> None:
     steps_per_epoch = 100
     for epochs in (10, 30):
-        schedule = train.learning_rate_schedule(TrainConfig(epochs=epochs), 0.002, steps_per_epoch)
+        schedule = train.learning_rate_schedule(
+            TrainConfig(epochs=epochs, lr_schedule="onecycle"), 0.002, steps_per_epoch
+        )
         assert isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
         warmup_steps = round(steps_per_epoch * train.ONECYCLE_WARMUP_EPOCHS)
         assert float(schedule(0)) == pytest.approx(0.002 / train.ONECYCLE_START_DIVISOR)
@@ -24,8 +28,36 @@ def test_onecycle_warms_up_for_a_fixed_fraction_of_an_epoch_whatever_the_run_len
         assert float(schedule(steps_per_epoch * epochs)) == pytest.approx(0.0, abs=1e-9)
 
 
-def test_a_very_short_run_still_warms_up_for_at_most_a_quarter_of_it() -> None:
-    schedule = train.learning_rate_schedule(TrainConfig(epochs=1), 0.002, 8)
+@pytest.mark.parametrize("epochs", [1, 2, 8, 15, 20])
+def test_restarts_end_their_last_cycle_with_the_run(epochs: int) -> None:
+    steps_per_epoch = 20
+    schedule = train.learning_rate_schedule(
+        TrainConfig(epochs=epochs, lr_schedule="restarts"), 0.004, steps_per_epoch
+    )
+    total = steps_per_epoch * epochs
+    assert float(schedule(0)) == pytest.approx(0.004)
+    assert float(schedule(total - 1)) < 0.004 * 0.01  # the run ends annealed, not mid-cycle
+    rates = [float(schedule(step)) for step in range(total)]
+    restarts = [step for step in range(1, total) if rates[step] > rates[step - 1]]
+    cycle_ends = [*restarts, total]
+    # Cycles double in length, so every restart comes after a rate near zero.
+    assert all(rates[step - 1] < 0.004 * 0.01 for step in restarts)
+    lengths = [end - start for start, end in zip([0, *restarts], cycle_ends, strict=True)]
+    # (the first cycle is rounded up to whole steps, so the last one may be cut short by a few)
+    slack = 2 ** len(lengths)
+    assert all(
+        later == pytest.approx(2 * earlier, abs=slack) for earlier, later in itertools.pairwise(lengths)
+    )
+
+
+def test_fifteen_epochs_of_restarts_end_a_cycle_after_the_first_epoch() -> None:
+    schedule = train.learning_rate_schedule(TrainConfig(epochs=15, lr_schedule="restarts"), 0.004, 100)
+    assert float(schedule(99)) < 0.004 * 0.01
+    assert float(schedule(100)) == pytest.approx(0.004)
+
+
+def test_a_very_short_onecycle_run_still_warms_up_for_at_most_a_quarter_of_it() -> None:
+    schedule = train.learning_rate_schedule(TrainConfig(epochs=1, lr_schedule="onecycle"), 0.002, 8)
     assert float(schedule(2)) == pytest.approx(0.002)  # int(8 * 0.25) = 2 warm-up steps, not round(2.4)
 
 
@@ -37,6 +69,33 @@ def test_translation_is_an_identity_at_inference_and_shifts_in_training() -> Non
     assert not np.array_equal(translation(images, training=True), images)
     unshifted = cnn.build(TrainConfig(translate=0))
     assert not [layer for layer in unshifted.layers if isinstance(layer, keras.layers.RandomTranslation)]
+
+
+def test_flips_are_on_for_clothes_and_off_for_digits_unless_asked() -> None:
+    assert TrainConfig(dataset="fashion-mnist").flips_images
+    assert not TrainConfig(dataset="mnist").flips_images
+    assert TrainConfig(dataset="mnist", flip="on").flips_images
+    assert not TrainConfig(dataset="fashion-mnist", flip="off").flips_images
+
+
+def test_every_random_layer_has_its_state_in_the_checkpoint() -> None:
+    # Dropout keeps its generator as `seed_generator`, RandomTranslation as `generator`.
+    model = cnn.build(TrainConfig(translate=1, dense=128))
+    random_layers = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Dropout | keras.layers.RandomTranslation)
+    ]
+    assert len(random_layers) == 3
+    assert len(cnn.rng_states(model)) == len(random_layers)
+
+
+def test_dense_adds_one_hidden_layer_before_the_classifier() -> None:
+    def dense_units(config: TrainConfig) -> list[int]:
+        return [layer.units for layer in cnn.build(config).layers if isinstance(layer, keras.layers.Dense)]
+
+    assert dense_units(TrainConfig(dense=128)) == [128, 10]
+    assert dense_units(TrainConfig(dense=0)) == [10]
 
 
 def test_label_smoothing_changes_the_training_loss_only() -> None:
@@ -51,3 +110,19 @@ def test_label_smoothing_changes_the_training_loss_only() -> None:
     assert float(evaluated) == pytest.approx(float(plain), rel=1e-5)
     assert float(trained) != pytest.approx(float(evaluated), rel=1e-3)
     assert float(correct) == 1 and float(count) == 3
+
+
+def test_a_model_trained_on_mirror_images_answers_with_the_mean_over_the_mirror() -> None:
+    config = TrainConfig(flip="on")
+    trained = cnn.build(config)
+    served = cnn.for_inference(trained, config)
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 28, 28)).astype("float32")
+    expected = (trained(pixels, training=False) + trained(pixels[:, :, ::-1], training=False)) / 2
+    np.testing.assert_allclose(served(pixels, training=False), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        served(pixels[..., np.newaxis], training=False), expected, rtol=1e-6, atol=1e-7
+    )
+    assert cnn.for_inference(trained, TrainConfig(flip="off")) is trained
+    not_yet_mirrored = TrainConfig(flip="on", epochs=3, flip_after=3)
+    assert cnn.for_inference(trained, not_yet_mirrored) is trained
+    assert not served.get_layer("mirror").trainable_weights  # training never changes the mirror

@@ -59,7 +59,8 @@ def _in_process_config(fashion_dir: Path, output_dir: Path, **changes: object) -
 
 def test_same_seed_gives_bit_identical_weights(fashion_dir: Path, tmp_path: Path) -> None:
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
-        train.train(_in_process_config(fashion_dir, tmp_path, seed=seed, run_name=name))
+        # flip_after=0: the mirroring is seeded too
+        train.train(_in_process_config(fashion_dir, tmp_path, seed=seed, run_name=name, flip_after=0))
     assert _same_weights(tmp_path / "a", tmp_path / "b")
     assert not _same_weights(tmp_path / "a", tmp_path / "c")  # the seed really matters
 
@@ -86,7 +87,9 @@ def _start_training(args: list[str]) -> subprocess.Popen:
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     fashion_dir: Path, tmp_path: Path
 ) -> None:
-    args = train_args(fashion_dir, tmp_path, "--epochs", "3", "--run-name", "killed")
+    # Mirroring from the second epoch, so that the resumed epochs must also repeat the same flips.
+    recipe = ["--epochs", "3", "--flip", "on", "--flip-after", "1"]
+    args = train_args(fashion_dir, tmp_path, *recipe, "--run-name", "killed")
     process = _start_training(args)
     checkpoints = tmp_path / "killed" / "checkpoints"
     _wait_for(checkpoints / "ckpt-1.index", process)
@@ -104,7 +107,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed killed from ckpt-" in resumed.stdout
     uninterrupted = run_module(
-        "tfdock.train", train_args(fashion_dir, tmp_path, "--epochs", "3", "--run-name", "whole")
+        "tfdock.train", train_args(fashion_dir, tmp_path, *recipe, "--run-name", "whole")
     )
     assert uninterrupted.returncode == 0, uninterrupted.stderr
 
