@@ -154,8 +154,10 @@ def machine() -> dict[str, Any]:
     }
 
 
-# The benchmarks in report order: (name, where it runs, script and arguments, arguments added by --quick).
-BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
+# The benchmarks in report order: (name, where it runs, script and arguments, arguments added by --quick,
+# or None for one that a quick run leaves out).
+BENCHMARKS: list[tuple[str, str, list[str], list[str] | None]] = [
+    ("default_training", "host", ["benchmarks/default_training.py"], None),
     ("time_to_accuracy", "container", ["benchmarks/time_to_accuracy.py"], ["--quick"]),
     ("container_overhead", "host", ["benchmarks/container_overhead.py"], ["--quick"]),
     ("dev_loop", "host", ["benchmarks/dev_loop.py"], ["--quick"]),
@@ -165,20 +167,28 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
 ]
 
 
+def selected(quick: bool, only: Sequence[str] = ()) -> list[str]:
+    """The benchmarks to run: `only` these, else all of them (a quick run leaves out the full-only ones)."""
+    names = [name for name, *_ in BENCHMARKS]
+    unknown = sorted(set(only) - set(names))
+    if unknown:
+        raise UsageError(f"unknown benchmark {', '.join(unknown)}", f"use any of {', '.join(names)}")
+    if only:
+        return [name for name in names if name in only]
+    return [name for name, _, _, quick_args in BENCHMARKS if not quick or quick_args is not None]
+
+
 def run(settings: Any, quick: bool, only: Sequence[str] = ()) -> int:
     """Run the benchmarks (or `only` these), then report all of them. Returns non-zero if one failed."""
     from tfdock_host import console
     from tfdock_host.suites import run_script_in_dev_image
 
-    names = [name for name, *_ in BENCHMARKS]
-    unknown = sorted(set(only) - set(names))
-    if unknown:
-        raise UsageError(f"unknown benchmark {', '.join(unknown)}", f"use any of {', '.join(names)}")
+    chosen = selected(quick, only)
     failed = []
     for name, where, command, quick_args in BENCHMARKS:
-        if only and name not in only:
+        if name not in chosen:
             continue
-        args = [*command, *(quick_args if quick else [])]
+        args = [*command, *((quick_args or []) if quick else [])]
         console.info(f"benchmark {name} ({where}): {' '.join(args)}")
         if where == "host":
             exit_code = subprocess.run([sys.executable, *args], cwd=ROOT, check=False).returncode
