@@ -166,7 +166,7 @@ def main() -> None:
             lambda: cnn.build(ours),
             lambda steps: make_optimizer(ours, env, steps),
             ours.label_smoothing,
-            ours.flip_after if ours.flips_images else None,
+            ours.flip_from_epoch,
             lambda model: cnn.for_inference(model, ours),
         ),
         Recipe("keras-io", 128, 15, keras_io_convnet, lambda steps: keras.optimizers.Adam()),

@@ -97,6 +97,11 @@ class TrainConfig:
         return self.flip == "on" or (self.flip == "auto" and self.dataset in MIRROR_SAFE_DATASETS)
 
     @property
+    def flip_from_epoch(self) -> int | None:
+        """The first (0-based) epoch whose images are mirrored at random, or None if none are."""
+        return self.flip_after if self.flips_images else None
+
+    @property
     def mirrors_at_inference(self) -> bool:
         """Whether the exported model averages its answers over the mirror image (if it trained on some)."""
         return self.flips_images and self.epochs > self.flip_after

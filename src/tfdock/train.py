@@ -331,7 +331,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         train_labels,
         env.global_batch_size,
         config.seed,
-        flip_from_epoch=config.flip_after if config.flips_images else None,
+        config.flip_from_epoch,
     )
     steps_per_epoch = len(train_images) // env.global_batch_size
     if steps_per_epoch == 0:

@@ -76,6 +76,8 @@ def test_flips_are_on_for_clothes_and_off_for_digits_unless_asked() -> None:
     assert not TrainConfig(dataset="mnist").flips_images
     assert TrainConfig(dataset="mnist", flip="on").flips_images
     assert not TrainConfig(dataset="fashion-mnist", flip="off").flips_images
+    assert TrainConfig(dataset="fashion-mnist").flip_from_epoch == 3
+    assert TrainConfig(dataset="mnist").flip_from_epoch is None
 
 
 def test_every_random_layer_has_its_state_in_the_checkpoint() -> None:
