@@ -210,9 +210,10 @@ def execute(spec: RunSpec) -> int:
     stopped within STOP_TIMEOUT_S.
     """
     client = connect()
-    with _managed(client, [spec]):
+    with _managed(client, [spec]) as signals:
         try:
-            container = client.containers.create(**spec.create_kwargs())
+            with signals.held():
+                container = client.containers.create(**spec.create_kwargs())
             if spec.interactive:
                 attach = [docker_cli(), "start", "--attach", "--interactive", spec.name]
                 return subprocess.run(attach, check=False).returncode
@@ -245,14 +246,16 @@ def execute_group(members: Mapping[str, RunSpec], private_network: str = "") -> 
     client = connect()
     specs = list(members.values())
     finished: queue.Queue[tuple[str, int | None]] = queue.Queue()
-    with _managed(client, specs, private_network):
+    with _managed(client, specs, private_network) as signals:
         try:
-            if private_network:
-                labels = {PROJECT_LABEL: "tfdock"}
-                client.networks.create(private_network, driver="bridge", internal=True, labels=labels)
-            containers = {
-                member: client.containers.create(**spec.create_kwargs()) for member, spec in members.items()
-            }
+            with signals.held():
+                if private_network:
+                    labels = {PROJECT_LABEL: "tfdock"}
+                    client.networks.create(private_network, driver="bridge", internal=True, labels=labels)
+                containers = {
+                    member: client.containers.create(**spec.create_kwargs())
+                    for member, spec in members.items()
+                }
             for member, container in containers.items():
                 output = _attach(container)
                 container.start()
@@ -306,14 +309,14 @@ def _stop(client: DockerClient, specs: list[RunSpec], reason: str) -> None:
 
 
 @contextlib.contextmanager
-def _managed(client: DockerClient, specs: list[RunSpec], network: str = "") -> Iterator[None]:
+def _managed(client: DockerClient, specs: list[RunSpec], network: str = "") -> Iterator[_Signals]:
     """Signals raise Interrupted; engine failures become one-line EngineErrors; the containers (and the
     job's network) are removed on every path, by name: a signal may arrive before create() returned."""
     from docker.errors import APIError
 
-    with _signals_raise_interrupted():
+    with _Signals() as signals:
         try:
-            yield
+            yield signals
         except APIError as error:
             raise _engine_error(error, specs[0]) from None
         except OSError as error:  # requests' ConnectionError is an OSError: the daemon went away
@@ -347,20 +350,42 @@ def _copy_output(output: Output, prefix: bytes = b"") -> None:
                 stream.flush()
 
 
-@contextlib.contextmanager
-def _signals_raise_interrupted() -> Iterator[None]:
-    """SIGINT/SIGTERM raise Interrupted once; during cleanup further ones are ignored, so cleanup finishes."""
+class _Signals:
+    """While entered, SIGINT/SIGTERM raise Interrupted once; during cleanup further ones are ignored, so
+    cleanup finishes. Inside held(), the first signal waits until the engine call returns: the engine
+    finishes a create whose request was cut short, so the container would appear after our removal by
+    name and be left behind. A second signal there raises at once (the engine may be hung)."""
 
-    def handler(signum: int, _frame: object) -> None:
+    def __init__(self) -> None:
+        self._holding = False
+        self._pending: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, old in self._previous.items():
+            signal.signal(sig, old)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self._holding and self._pending is None:
+            self._pending = signum
+            return
         _ignore_signals()
         raise Interrupted(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+            if self._pending is not None:
+                _ignore_signals()
+                raise Interrupted(self._pending)
 
 
 def _ignore_signals() -> None:

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -125,6 +126,26 @@ def test_sigint_at_random_moments_leaves_no_container(fashion_mnist, tmp_path, c
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 130, f"after {delay} s: exit {process.returncode}: {stderr[-500:]!r}"
         assert project_containers(client, "train") == [], f"a container was left after SIGINT at {delay} s"
+
+
+def test_a_signal_while_the_engine_creates_the_container_leaves_nothing(client, runtime_image, monkeypatch):
+    """The engine finishes a create whose request was cut short: a signal landing inside create() must
+    wait for it, or the container appears after the cleanup removed its name. (Once 43 of 60 leaked.)"""
+    from docker.models.containers import ContainerCollection
+
+    create = ContainerCollection.create
+    rng = random.Random(os.environ.get("TFDOCK_FAULT_SEED", "4"))
+
+    def create_then_interrupted(self, *args, **kwargs):
+        threading.Timer(rng.uniform(0, 0.02), os.kill, (os.getpid(), signal.SIGINT)).start()
+        return create(self, *args, **kwargs)
+
+    monkeypatch.setattr(ContainerCollection, "create", create_then_interrupted)
+    for attempt in range(20):
+        spec = run.task_spec("signal-check", runtime_image, ["sleep", "60"])
+        assert run.execute(spec) == 130, f"attempt {attempt}"
+        time.sleep(0.2)  # a cut-short create completes within this
+        assert project_containers(client, "signal-check") == [], f"a container was left at attempt {attempt}"
 
 
 # --- GPU requests. No GPU exists here: CI runs dockerd with a stand-in nvidia-container-runtime-hook
