@@ -50,6 +50,7 @@ RUNTIME_ENVIRONMENT = {
 PROJECT_LABEL = "io.tfdock.project"
 TASK_LABEL = "io.tfdock.task"
 STOP_TIMEOUT_S = 10
+REMOVE_ATTEMPTS = 3
 DEBUG_PORT = 5678
 AFTER_DAEMON_LOSS = "once it is back, `invoke clean` removes leftovers and `invoke train --resume` continues"
 # The image's user when root builds it (root's own ids would make a root-owned image user).
@@ -327,7 +328,7 @@ def _managed(client: DockerClient, specs: list[RunSpec], network: str = "") -> I
         finally:
             _ignore_signals()
             for spec in specs:
-                _quietly(lambda name=spec.name: client.api.remove_container(name, force=True))
+                _remove_container(client, spec.name)
             if network:
                 _quietly(lambda: client.api.remove_network(network))
 
@@ -391,6 +392,27 @@ class _Signals:
 def _ignore_signals() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+
+
+def _remove_container(client: DockerClient, name: str) -> None:
+    """Force-remove by name. If the engine refuses, try again, then say what was left rather than leave
+    it silently (a lost daemon is reported by the caller)."""
+    from docker.errors import APIError, NotFound
+    from requests.exceptions import RequestException
+
+    for attempt in range(1, REMOVE_ATTEMPTS + 1):
+        try:
+            client.api.remove_container(name, force=True)
+            return
+        except (NotFound, RequestException):
+            return
+        except APIError as error:
+            if attempt == REMOVE_ATTEMPTS:
+                console.info(
+                    f"could not remove container {name}: {error.explanation}; `invoke clean` removes it"
+                )
+            else:
+                time.sleep(attempt)
 
 
 def _quietly(action: Any) -> None:

@@ -128,7 +128,9 @@ def test_sigint_at_random_moments_leaves_no_container(fashion_mnist, tmp_path, c
         assert project_containers(client, "train") == [], f"a container was left after SIGINT at {delay} s"
 
 
-def test_a_signal_while_the_engine_creates_the_container_leaves_nothing(client, runtime_image, monkeypatch):
+def test_a_signal_while_the_engine_creates_the_container_leaves_nothing(
+    client, runtime_image, monkeypatch, capsys
+):
     """The engine finishes a create whose request was cut short: a signal landing inside create() must
     wait for it, or the container appears after the cleanup removed its name. (Once 43 of 60 leaked.)"""
     from docker.models.containers import ContainerCollection
@@ -145,7 +147,8 @@ def test_a_signal_while_the_engine_creates_the_container_leaves_nothing(client, 
         spec = run.task_spec("signal-check", runtime_image, ["sleep", "60"])
         assert run.execute(spec) == 130, f"attempt {attempt}"
         time.sleep(0.2)  # a cut-short create completes within this
-        assert project_containers(client, "signal-check") == [], f"a container was left at attempt {attempt}"
+        left = [(c.name, c.status) for c in project_containers(client, "signal-check")]
+        assert left == [], f"left at attempt {attempt}: {left}; stderr: {capsys.readouterr().err}"
 
 
 # --- GPU requests. No GPU exists here: CI runs dockerd with a stand-in nvidia-container-runtime-hook
