@@ -197,7 +197,7 @@ def tensorboard(c, port=6006):
         exit_with(workbench.tensorboard(settings(c), port))
 
 
-@task(help={"all": "also remove the project's tagged images (the next task rebuilds them)"})
+@task(help={"all": "also remove the project's tagged images, Dev Containers' vsc-* too (tasks rebuild them)"})
 def clean(c, all=False):
     """Remove the project's containers and dangling images (--all: its images too)."""
     from tfdock_host import workbench

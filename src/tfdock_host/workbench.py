@@ -6,6 +6,7 @@ Same image and house rules as training (run.task_spec); services publish their p
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 from tfdock_host import console, gpus, image
 from tfdock_host.engine import connect
@@ -13,8 +14,13 @@ from tfdock_host.run import DATA_DIR, OUTPUT_DIR, PROJECT_LABEL, WORKSPACE, Moun
 from tfdock_host.settings import ROOT, Settings
 from tfdock_host.training import validated_dataset, validated_shm_size
 
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from docker.models.images import Image
+
 JUPYTER_PORT = 8888
 TENSORBOARD_PORT = 6006
+IMAGE_LABEL = "org.opencontainers.image.title=tfdock"  # the Dockerfile's, on every image built from it
 
 
 def shell(settings: Settings, command: list[str], gpus_spec: str = "") -> int:
@@ -105,18 +111,25 @@ def _service(
     return execute(spec)
 
 
+def devcontainer_images(client: DockerClient) -> list[Image]:
+    """The images the Dev Containers CLI built from our Dockerfile (vsc-*): ours, under the CLI's names."""
+    return client.images.list(filters={"label": [IMAGE_LABEL, "devcontainer.metadata"]})
+
+
 def clean(settings: Settings, remove_images: bool) -> None:
     """Remove the project's containers and dangling images; with remove_images, its tagged images too."""
     client = connect()
     containers = client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}=tfdock"})
     for container in containers:
         container.remove(force=True)
-    pruned = client.images.prune(filters={"dangling": True, "label": "org.opencontainers.image.title=tfdock"})
-    removed = client.images.list(name=settings.image) if remove_images else []
-    for built in removed:
-        client.images.remove(built.short_id, force=True)
+    pruned = client.images.prune(filters={"dangling": True, "label": IMAGE_LABEL})
+    tagged = [*client.images.list(name=settings.image), *devcontainer_images(client)] if remove_images else []
+    removed = {built.short_id for built in tagged}
+    for image_id in removed:
+        client.images.remove(image_id, force=True)
     reclaimed = (pruned.get("SpaceReclaimed") or 0) / 1e9
     console.info(
         f"removed {len(containers)} container(s), {len(pruned.get('ImagesDeleted') or [])} dangling image(s) "
-        f"({reclaimed:.1f} GB)" + (f", {len(removed)} tagged image(s) of {settings.image}" if removed else "")
+        f"({reclaimed:.1f} GB)"
+        + (f", {len(removed)} tagged image(s) of {settings.image} and Dev Containers" if removed else "")
     )

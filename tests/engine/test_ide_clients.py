@@ -20,7 +20,7 @@ from conftest import ROOT, invoke
 from dap_client import DapClient
 from invoke.util import yaml  # PyYAML, vendored by invoke: the host tools have no other
 
-from tfdock_host import engine, run
+from tfdock_host import engine, run, workbench
 
 pytestmark = pytest.mark.engine
 
@@ -163,6 +163,10 @@ def test_devcontainer_cli_builds_from_cache_and_runs_tensorflow(
         version, package = result.stdout.split()[-2:]
         assert version.startswith("2.21.")
         assert package == "/workspace/src/tfdock/__init__.py", "the bind-mounted source must win"
+        # What `invoke clean --all` removes besides `invoke build`'s tags: the image this container runs.
+        (container,) = client.containers.list(filters={"label": labels})
+        cleaned = {built.id for built in workbench.devcontainer_images(client)}
+        assert container.image.id in cleaned and client.images.get(dev_image).id not in cleaned
     finally:
         for container in client.containers.list(all=True, filters={"label": labels}):
             container.remove(force=True)
