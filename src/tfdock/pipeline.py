@@ -28,22 +28,23 @@ def training_batches(
     examples = tf.data.Dataset.from_tensor_slices((images, labels))  # already in memory: no .cache()
 
     def for_epoch(epoch: int) -> tf.data.Dataset:
-        batches = examples.shuffle(
-            len(images), seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False
-        ).batch(batch_size, drop_remainder=True)
+        seed_of_epoch = epoch_seed(seed, epoch)
+        batches = examples.shuffle(len(images), seed=seed_of_epoch, reshuffle_each_iteration=False).batch(
+            batch_size, drop_remainder=True
+        )
         if flip_from_epoch is not None and epoch >= flip_from_epoch:
             batches = batches.enumerate().map(
-                _mirror_at_random(epoch_seed(seed, epoch)), num_parallel_calls=tf.data.AUTOTUNE
+                _mirror_at_random(seed_of_epoch), num_parallel_calls=tf.data.AUTOTUNE
             )
         return batches.prefetch(tf.data.AUTOTUNE)
 
     return for_epoch
 
 
-def _mirror_at_random(epoch_seed: int) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
+def _mirror_at_random(seed_of_epoch: int) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
     def mirror(index: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         images, labels = batch
-        seed = tf.stack([tf.constant(epoch_seed % 2**31, tf.int64), index])
+        seed = tf.stack([tf.constant(seed_of_epoch % 2**31, tf.int64), index])
         flips = tf.random.stateless_uniform(tf.shape(labels), seed=seed) < 0.5
         return tf.where(flips[:, None, None], tf.reverse(images, axis=[2]), images), labels
 
