@@ -52,6 +52,7 @@ class TrainConfig:
     translate: int = 0
     flip: str = "auto"
     flip_after: int = 3
+    step_delay: float = 0.0
 
     def __post_init__(self) -> None:
         minimums = {"epochs": 1, "batch_size": 1, "cpu_devices": 1, "dense": 0}
@@ -60,6 +61,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < minimum:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= {minimum} (got {value})")
+        if not 0 <= self.step_delay <= 10:
+            raise ConfigError(f"--step-delay must be in [0, 10] seconds (got {self.step_delay})")
         if not self.learning_rate > 0:
             raise ConfigError(f"--learning-rate must be > 0 (got {self.learning_rate})")
         if not 0 <= self.validation_split < 1:
@@ -279,6 +282,12 @@ def build_parser() -> ArgumentParser:
     augmentation.add_argument(
         "--flip-after", type=int, default=defaults.flip_after, metavar="EPOCHS", help="start mirroring after "
         "this many epochs: it slows the first epochs and regularises the later ones",
+    )  # fmt: skip
+    testing = parser.add_argument_group("testing")
+    testing.add_argument(
+        "--step-delay", type=float, default=defaults.step_delay, metavar="SECONDS", help="FOR TESTS ONLY: "
+        "sleep this long after every training step, so that a test's 'while it trains' moment lasts in steps "
+        "on a machine of any speed",
     )  # fmt: skip
     return parser
 

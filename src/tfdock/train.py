@@ -319,6 +319,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             output_dir=config.output_dir,
             profile=config.profile,
             download=config.download,
+            step_delay=config.step_delay,  # a test's pacing, not part of the run
             resume=str(resume_dir),
         )
     env = runtime.setup(config)
@@ -396,6 +397,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
             for batch in trainer.distribute(batches_for_epoch(epoch)):
                 profiler.before_step(step)
                 trainer.train_step(batch)
+                if config.step_delay:  # tests only: work that outlasts a chosen moment on any machine
+                    time.sleep(config.step_delay)
                 step += 1
                 cli.stop_signals.raise_if_pending()
             training_seconds = time.perf_counter() - epoch_started
