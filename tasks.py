@@ -11,10 +11,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from invoke import Context, Exit, task
+from invoke import Collection, Context, Exit, task
 
+# Not installed into the host venv: `invoke` works straight after `pip install -r requirements/host.txt`,
+# and every clone (or copier project) runs its own copy of the host package.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
+from tfdock_host import settings as project_settings
 from tfdock_host.errors import TfdockError
 from tfdock_host.settings import Settings
 
@@ -34,7 +37,8 @@ def reported() -> Iterator[None]:
 
 
 def settings(c: Context) -> Settings:
-    return Settings.from_mapping(c.config.tfdock)
+    """invoke.yaml and INVOKE_TFDOCK_*, checked (call it inside `reported()`: a bad key is one line)."""
+    return project_settings.resolve(c.config.tfdock)
 
 
 def passthrough(c: Context) -> list[str]:
@@ -53,7 +57,7 @@ def exit_with(code: int) -> None:
         "target": "Dockerfile stage: runtime (what training runs) or dev (tests, lint, IDE, notebook)",
         "no_cache": "rebuild every layer",
         "tag": "an extra tag for the image, e.g. registry.example.com/team/tfdock:1.0",
-        "base_image": "base image (default: python:3.11-slim-bookworm, or invoke.yaml)",
+        "base_image": "base image (default: invoke.yaml, else the Dockerfile's python:3.11-slim-bookworm)",
         "ca_cert": "CA bundle for pip behind a TLS-intercepting proxy (default: $PIP_CERT, ...)",
     }
 )
@@ -61,12 +65,12 @@ def build(c, variant="", target="dev", no_cache=False, tag="", base_image="", ca
     """Build the project image with BuildKit (cached, pinned)."""
     from tfdock_host import image
 
-    s = settings(c)
     with reported():
+        s = settings(c).apply(variant=variant, base_image=base_image)
         request = image.BuildRequest(
-            variant=variant or s.variant,
+            variant=s.variant,
             target=target,
-            base_image=base_image or s.base_image,
+            base_image=s.base_image,
             ca_bundle=image.resolve_ca_bundle(ca_cert, s.ca_bundle),
             no_cache=no_cache,
             extra_tags=(tag,) if tag else (),
@@ -89,8 +93,8 @@ def lock(c, upgrade=False):
         "gpus": "GPUs as in `docker run --gpus`: all, none, 2, device=0,2 (default: invoke.yaml)",
         "epochs": "training epochs (default: the trainer's)",
         "batch_size": "per-replica batch size (default: the trainer's)",
-        "dataset": "mnist or fashion-mnist (default: invoke.yaml)",
-        "data_dir": "host dir with the dataset's files, mounted read-only (default: data/<dataset>)",
+        "dataset": "a dataset the project declares (default: invoke.yaml's first)",
+        "data_dir": "host dir with the dataset's files, mounted read-only (default: the dataset's dir)",
         "output_dir": "host dir for runs: checkpoints, model, metrics, TensorBoard (default: outputs)",
         "resume": "continue the latest run from its last checkpoint",
         "variant": "image variant: cpu or gpu (default: gpu when GPUs are requested)",
@@ -120,19 +124,15 @@ def train(
 
     # Numbers arrive as text and are checked by the host package: one line and exit 2 for "abc" or 0.
     with reported():
-        trainer_args = training.trainer_options(epochs, batch_size, resume, profile)
+        s = settings(c).apply(
+            gpus=gpus, dataset=dataset, data_dir=data_dir, output_dir=output_dir, variant=variant,
+            shm_size=shm_size,
+        )  # fmt: skip
+        options = {"epochs": epochs, "batch_size": batch_size, "resume": resume, "profile": profile}
+        workers_count = training.whole_number("--workers", workers)
         exit_with(
             training.train(
-                settings(c),
-                gpus_spec=gpus,
-                dataset=dataset,
-                data_dir=data_dir,
-                output_dir=output_dir,
-                variant=variant,
-                shm_size=shm_size,
-                debug=debug,
-                workers=training.whole_number("--workers", workers),
-                trainer_args=[*trainer_args, *passthrough(c)],
+                s, debug=debug, workers=workers_count, task_options=options, trainer_args=passthrough(c)
             )
         )
 
@@ -161,14 +161,14 @@ def shell(c, gpus=""):
     from tfdock_host import workbench
 
     with reported():
-        exit_with(workbench.shell(settings(c), passthrough(c), gpus))
+        exit_with(workbench.shell(settings(c).apply(gpus=gpus or "none"), passthrough(c)))
 
 
 @task(
     help={
         "run": "the run under the outputs dir whose model to evaluate (default: latest)",
-        "dataset": "mnist or fashion-mnist (default: invoke.yaml)",
-        "data_dir": "host dir with the dataset's files (default: data/<dataset>)",
+        "dataset": "a dataset the project declares (default: invoke.yaml's first)",
+        "data_dir": "host dir with the dataset's files (default: the dataset's dir)",
     }
 )
 def evaluate(c, run="latest", dataset="", data_dir=""):
@@ -176,7 +176,8 @@ def evaluate(c, run="latest", dataset="", data_dir=""):
     from tfdock_host import workbench
 
     with reported():
-        exit_with(workbench.evaluate(settings(c), run, dataset, data_dir, passthrough(c)))
+        s = settings(c).apply(dataset=dataset, data_dir=data_dir)
+        exit_with(workbench.evaluate(s, run, passthrough(c)))
 
 
 @task(help={"port": "host port on 127.0.0.1"})
@@ -235,13 +236,13 @@ def bench(c, quick=False, only=""):
     help={
         "workers": "worker pods of the Indexed Job",
         "gpus_per_worker": "nvidia.com/gpu per pod; 0 for CPU only",
-        "image": "the image the cluster pulls, e.g. registry.example.com/tfdock:0.1.0-gpu",
+        "image": "the image the cluster pulls, e.g. registry.example.com/team/model:0.1.0-gpu",
         "epochs": "training epochs (default: the trainer's)",
-        "dataset": "mnist or fashion-mnist (default: invoke.yaml)",
-        "name": "name of the Job, its Service and the run",
+        "dataset": "a dataset the project declares (default: invoke.yaml's first)",
+        "name": "name of the Job, its Service and the run (default: <image>-train)",
         "namespace": "Kubernetes namespace",
-        "data_claim": "PersistentVolumeClaim holding the dataset (mounted read-only)",
-        "output_claim": "PersistentVolumeClaim for runs (ReadWriteMany: every worker mounts it)",
+        "data_claim": "PersistentVolumeClaim holding the dataset, mounted read-only (default: <image>-data)",
+        "output_claim": "PersistentVolumeClaim for runs, ReadWriteMany (default: <image>-outputs)",
         "output": "where the manifests go",
     }
 )
@@ -252,24 +253,24 @@ def k8s(
     image="",
     epochs="",
     dataset="",
-    name="tfdock-train",
+    name="",
     namespace="default",
-    data_claim="tfdock-data",
-    output_claim="tfdock-outputs",
+    data_claim="",
+    output_claim="",
     output="deploy/k8s",
 ):
     """Render multi-worker training as Kubernetes manifests: an Indexed Job (docs/scale.md)."""
     from tfdock_host import k8s as manifests
     from tfdock_host.training import whole_number
 
-    s = settings(c)
     with reported():
-        rendered = manifests.render(
+        s = settings(c).apply(dataset=dataset)
+        rendered = manifests.from_settings(
+            s,
             whole_number("--workers", workers),
             whole_number("--gpus-per-worker", gpus_per_worker, minimum=0),
             image,
             name=name,
-            dataset=dataset or s.dataset,
             epochs=whole_number("--epochs", epochs) if epochs else None,
             extra_args=passthrough(c),
             data_claim=data_claim,
@@ -278,3 +279,9 @@ def k8s(
         )
         for path in manifests.write(rendered, s.host_path(output)):
             print(path)
+
+
+# invoke's lowest config level: every setting's default (settings.DEFAULTS), under invoke.yaml and
+# INVOKE_TFDOCK_*.
+ns = Collection.from_module(sys.modules[__name__])
+ns.configure({project_settings.SECTION: project_settings.DEFAULTS})

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tfdock_host import engine, gpus, image
+from tfdock_host.engine import NO_NVIDIA_RUNTIME
 from tfdock_host.errors import EngineError, UsageError
-from tfdock_host.run import NO_NVIDIA_RUNTIME, RunSpec, task_spec
-from tfdock_host.settings import Settings
-from tfdock_host.training import validated_shm_size
+from tfdock_host.run import RunSpec, task_spec
+from tfdock_host.settings import Settings, validated_shm_size
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -53,10 +53,7 @@ WARN_BELOW_FREE_BYTES = 20 * GIB
 NVIDIA_SMI_TIMEOUT_S = 60
 TENSORFLOW_TIMEOUT_S = 180  # importing TensorFlow takes ~10 s on a warm disk
 NO_GPU_WANTED = "no GPU requested; CPU-only is fine"
-INSTALL_TOOLKIT_FIX = (
-    "install the NVIDIA Container Toolkit, run `sudo nvidia-ctk runtime configure --runtime=docker` and "
-    "restart the daemon; or use --gpus none"
-)
+INSTALL_TOOLKIT_FIX = engine.NVIDIA_RUNTIME_FIX
 GPU_DRIVER_FIX = (
     "on a host with an NVIDIA GPU: install its driver (`nvidia-smi` must work on the host) and the NVIDIA "
     "Container Toolkit; or use --gpus none"

@@ -21,6 +21,19 @@ NO_SOCKET_ACCESS_HINT = "join the docker group (`sudo usermod -aG docker $USER`,
 START_DAEMON_HINT = (
     "start it (`sudo systemctl start docker`, or `sudo dockerd &`) or point DOCKER_HOST at one"
 )
+# What an engine without the NVIDIA runtime answers a GPU request with, and the fix: for every task and
+# for doctor alike.
+NO_NVIDIA_RUNTIME = 'could not select device driver ""'
+NVIDIA_RUNTIME_FIX = (
+    "install the NVIDIA Container Toolkit "
+    "(https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html), run "
+    "`sudo nvidia-ctk runtime configure --runtime=docker` and restart the daemon; or use --gpus none"
+)
+
+
+def lacks_nvidia_runtime(engine_message: str) -> bool:
+    """Whether the engine refused a GPU request because it has no NVIDIA runtime."""
+    return NO_NVIDIA_RUNTIME in engine_message
 
 
 @functools.cache

@@ -22,11 +22,10 @@ from tfdock_host import console
 from tfdock_host.engine import buildkit_cli, connect
 from tfdock_host.errors import BuildError, UsageError
 from tfdock_host.run import IMAGE_USER_IDS_WHEN_ROOT
-from tfdock_host.settings import ROOT, Settings
+from tfdock_host.settings import ROOT, VARIANTS, Settings
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 HASH_LABEL = "io.tfdock.content-hash"
-VARIANTS = ("cpu", "gpu")
 TARGETS = ("runtime", "dev")
 CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 FAILED_STEP_LINES = 25
@@ -44,9 +43,8 @@ def content_hash(variant: str) -> str:
     return digest.hexdigest()
 
 
-def variant_for(settings: Settings, wants_gpus: bool, explicit: str = "") -> str:
-    """GPUs need TensorFlow's CUDA build; an explicit variant wins (e.g. cpu with the CI GPU stand-in)."""
-    return explicit or ("gpu" if wants_gpus else settings.variant)
+def variant_for(settings: Settings, wants_gpus: bool) -> str:
+    return settings.variant_for(wants_gpus)
 
 
 def latest_tag(settings: Settings, variant: str, target: str) -> str:
@@ -100,6 +98,7 @@ def build_args(settings: Settings, request: BuildRequest) -> list[str]:
         *request.extra_tags,
     ]
     labels = {
+        "org.opencontainers.image.title": settings.image,
         "org.opencontainers.image.revision": revision,
         "org.opencontainers.image.created": created,
         "org.opencontainers.image.version": version,

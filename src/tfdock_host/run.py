@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfdock_host import console
-from tfdock_host.engine import connect, docker_cli
+from tfdock_host.engine import NVIDIA_RUNTIME_FIX, connect, docker_cli, lacks_nvidia_runtime
 from tfdock_host.errors import EngineError, UsageError
-from tfdock_host.settings import ROOT
+from tfdock_host.settings import DEFAULTS, ROOT
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -53,9 +53,10 @@ STOP_TIMEOUT_S = 10
 REMOVE_ATTEMPTS = 3
 DEBUG_PORT = 5678
 AFTER_DAEMON_LOSS = "once it is back, `invoke clean` removes leftovers and `invoke train --resume` continues"
-# The image's user when root builds it (root's own ids would make a root-owned image user).
+# The image's user when root builds it (root's own ids would make a root-owned image user): the
+# Dockerfile's ARG UID/GID defaults (a host test holds them equal), and the Kubernetes pods' user.
 IMAGE_USER_IDS_WHEN_ROOT = (1000, 1000)
-NO_NVIDIA_RUNTIME = 'could not select device driver ""'
+DEFAULT_SHM_SIZE = DEFAULTS["shm_size"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,7 @@ class RunSpec:
     user: str | None = None
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
     gpus: tuple[GpuRequest, ...] = ()
-    shm_size: str = "2g"
+    shm_size: str = DEFAULT_SHM_SIZE
     network: str = "none"
     ports: Mapping[int, int] = dataclasses.field(default_factory=dict)
     tty: bool = False
@@ -126,7 +127,7 @@ def task_spec(
     extra_mounts: tuple[Mount, ...] = (),
     environment: Mapping[str, str] | None = None,
     gpus: tuple[GpuRequest, ...] = (),
-    shm_size: str = "2g",
+    shm_size: str = DEFAULT_SHM_SIZE,
     network: str = "none",
     ports: Mapping[int, int] | None = None,
     interactive: bool = False,
@@ -425,11 +426,8 @@ def _quietly(action: Any) -> None:
 
 def _engine_error(error: Exception, spec: RunSpec) -> EngineError:
     text = str(getattr(error, "explanation", None) or error)
-    if NO_NVIDIA_RUNTIME in text:
+    if lacks_nvidia_runtime(text):
         return EngineError(
-            "GPUs were requested but this Docker engine has no NVIDIA runtime",
-            "install the NVIDIA Container Toolkit and restart the daemon "
-            "(https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html), "
-            "or run with --gpus none",
+            "GPUs were requested but this Docker engine has no NVIDIA runtime", NVIDIA_RUNTIME_FIX
         )
     return EngineError(f"the engine refused {spec.name}: {text}")

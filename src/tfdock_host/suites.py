@@ -6,20 +6,28 @@ changes) and only reports/ writable, as the invoking user, without network.
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
 from tfdock_host import console, image
 from tfdock_host.run import DEBUG_PORT, WORKSPACE, Mount, execute, host_dir, task_spec
 from tfdock_host.settings import ROOT, Settings
-from tfdock_host.training import validated_shm_size
 
-REAL_DATA_IN_CONTAINER = "/datasets/fashion-mnist"
+TEST_DATASETS = "/datasets"  # each declared dataset's test_dir, when present, at /datasets/<name>
 REPORTS = "/reports"  # the host's reports dir (anywhere: invoke.yaml's reports_dir) in the container
-WHOLE_SUITE_ARGS = [
-    "--durations=10",
-    "--cov=tfdock", f"--cov-report=xml:{REPORTS}/coverage-container.xml", "--cov-report=term",
-]  # fmt: skip
+
+
+def whole_suite_args(package: str) -> list[str]:
+    return [
+        "--durations=10",
+        f"--cov={package}", f"--cov-report=xml:{REPORTS}/coverage-container.xml", "--cov-report=term",
+    ]  # fmt: skip
+
+
+def test_data_variable(dataset: str) -> str:
+    """The variable naming a dataset's real data in the container: TFDOCK_<NAME>_DIR."""
+    return "TFDOCK_" + "".join(char if char.isalnum() else "_" for char in dataset).upper() + "_DIR"
 
 
 def container_tests(settings: Settings, pytest_args: list[str], debug: bool = False) -> int:
@@ -34,7 +42,7 @@ def container_tests(settings: Settings, pytest_args: list[str], debug: bool = Fa
         "-o", "junit_suite_name=container",
         "-o", "junit_family=xunit1",  # keeps record_property's per-test properties (where the suite ran)
         "--junitxml", f"{REPORTS}/junit-container.xml",
-        *(pytest_args or WHOLE_SUITE_ARGS),
+        *(pytest_args or whole_suite_args(settings.contract.package)),
     ]  # fmt: skip
     environment = {"COVERAGE_FILE": f"{REPORTS}/.coverage-container"}
     if debug:
@@ -76,12 +84,16 @@ def _run_in_dev_image(
     environment: dict[str, str],
     debug: bool = False,
 ) -> int:
-    """The project read-only at /workspace, one writable mount, and real Fashion-MNIST when present."""
+    """The project read-only at /workspace, one writable mount, and the datasets' real data when present."""
     mounts = [writable] if writable else []
-    real_data = _real_fashion_mnist(settings)
-    if real_data:
-        mounts.append(Mount(real_data, REAL_DATA_IN_CONTAINER))
-        environment = {**environment, "TFDOCK_FASHION_MNIST_DIR": REAL_DATA_IN_CONTAINER}
+    if os.environ.get("CI"):  # in CI, the container suite fails where real data is missing, not skips
+        environment = {**environment, "CI": os.environ["CI"]}
+    for dataset in settings.contract.datasets.values():
+        real_data = Path(dataset.test_dir) if dataset.test_dir else None
+        if real_data and real_data.is_dir() and not dataset.missing(real_data):
+            inside = f"{TEST_DATASETS}/{dataset.name}"
+            mounts.append(Mount(real_data, inside))
+            environment = {**environment, test_data_variable(dataset.name): inside}
     tag = image.ensure(settings, settings.variant, "dev")
     spec = task_spec(
         task,
@@ -89,12 +101,7 @@ def _run_in_dev_image(
         command,
         extra_mounts=tuple(mounts),
         environment=environment,
-        shm_size=validated_shm_size(settings.shm_size),
+        shm_size=settings.shm_size,
         debug=debug,
     )
     return execute(spec)
-
-
-def _real_fashion_mnist(settings: Settings) -> Path | None:
-    directory = Path(settings.fashion_mnist_dir)
-    return directory if (directory / "train-images-idx3-ubyte.gz").is_file() else None

@@ -1,13 +1,17 @@
-"""`invoke train`: the host's half of a training run (image, data, GPUs, mounts); the container trains."""
+"""`invoke train`: the host's half of a training run (image, data, GPUs, mounts); the container trains.
+
+What runs is the project's declared train entry point (settings.contract): the host never names it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
+from collections.abc import Mapping
 from pathlib import Path
 
-from tfdock_host import console, gpus, image
+from tfdock_host import console, image
+from tfdock_host.contract import Dataset, EntryPoint
 from tfdock_host.errors import TfdockError, UsageError
 from tfdock_host.run import (
     DATA_DIR,
@@ -22,81 +26,122 @@ from tfdock_host.run import (
 )
 from tfdock_host.settings import Settings
 
-DATASETS = ("mnist", "fashion-mnist")
-# The MNIST format's standard names (Fashion-MNIST uses the same), gzipped or not; or Keras's single npz.
-IDX_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-NPZ_FILE = "mnist.npz"
 WORKER_PORT = 23456
+# Task options that are numbers: checked here, so "abc" or 0 is one line before any container starts.
+COUNTS = ("epochs", "batch_size")
 
 
 def train(
     settings: Settings,
     *,
-    gpus_spec: str = "",
-    dataset: str = "",
-    data_dir: str = "",
-    output_dir: str = "",
-    variant: str = "",
-    shm_size: str = "",
     debug: bool = False,
     workers: int = 1,
+    task_options: Mapping[str, str | bool] | None = None,
     trainer_args: list[str] | None = None,
 ) -> int:
-    """Run `python -m tfdock.train` in the runtime image; returns its exit code."""
+    """Run the train entry point in the runtime image (the dev image under --debug); its exit code."""
     if workers > 1 and debug:
         raise UsageError("--debug takes one process", "debug with --workers 1")
-    dataset = validated_dataset(dataset or settings.dataset)
-    gpu_requests = tuple(gpus.parse(gpus_spec or settings.gpus))
-    if gpu_requests:
-        require_gpu_access(settings.base_image, gpu_requests)
-    variant = image.variant_for(settings, bool(gpu_requests), variant)
-    shm_size = validated_shm_size(shm_size or settings.shm_size)
-    data = settings.dataset_dir(dataset, data_dir)
-    outputs = host_dir(settings.host_path(output_dir or settings.output_dir))
-    if data.exists() and not data.is_dir():
-        raise UsageError(
-            f"data dir {data} is a file", "point --data-dir at the directory holding the dataset"
-        )
-    # Downloads go only to the default data/<dataset>: a dir you name must hold the data already.
-    if (data_dir or settings.data_dir) and not data.is_dir():
-        raise UsageError(f"data dir {data} does not exist", "check --data-dir, or leave it out to download")
+    entry = settings.contract.train
+    options = entry_options(entry, task_options or {}, "invoke train")
+    dataset = settings.contract.dataset(settings.dataset_name)
+    data = settings.dataset_dir(dataset.name)
+    to_fetch = missing_files(settings, dataset, data)
+    outputs = host_dir(settings.host_path(settings.output_dir))
+    if settings.gpu_requests:
+        require_gpu_access(settings.base_image, settings.gpu_requests)
     # debugpy lives in the dev image; the runtime image is what production runs.
-    tag = image.ensure(settings, variant, "dev" if debug else "runtime")
-
-    if missing_dataset_files(data):
-        _download(tag, dataset, data)
-    command = ["python", "-m", "tfdock.train", "--dataset", dataset, "--data-dir", DATA_DIR]
-    command += ["--output-dir", OUTPUT_DIR, *(trainer_args or [])]
+    tag = image.ensure(settings, settings.run_variant, "dev" if debug else "runtime")
+    if to_fetch:
+        fetch(tag, dataset, data)
+    command = entry.argv(dataset=dataset.name, data_dir=DATA_DIR, output_dir=OUTPUT_DIR)
     spec = task_spec(
         "train",
         tag,
-        command,
+        [*command, *options, *(trainer_args or [])],
         data_dir=data,
         output_dir=outputs,
-        gpus=gpu_requests,
-        shm_size=shm_size,
+        gpus=settings.gpu_requests,
+        shm_size=settings.shm_size,
         debug=debug,
     )
     if debug:
         console.info(f"debugpy waits for your IDE on 127.0.0.1:{DEBUG_PORT} (see docs/ide.md)")
     if workers > 1:
-        return _train_workers(spec, workers)
+        return _train_workers(spec, workers, entry)
     return execute(spec)
 
 
-def _train_workers(spec: RunSpec, count: int) -> int:
+def entry_options(entry: EntryPoint, values: Mapping[str, str | bool], task: str) -> list[str]:
+    """The entry point's flags for the task options given (`--epochs 3` -> its declared flag and 3);
+    an option it does not declare is one line."""
+    flags: list[str] = []
+    for option, value in values.items():
+        if value is False or value == "":
+            continue
+        flag = entry.flag(option, task)
+        if value is True:
+            flags.append(flag)
+        else:
+            shown = "--" + option.replace("_", "-")
+            flags += [flag, str(whole_number(shown, value)) if option in COUNTS else value]
+    return flags
+
+
+def missing_files(settings: Settings, dataset: Dataset, data: Path) -> list[str]:
+    """The dataset's files that the default data dir lacks (to fetch). A named dir is never written
+    into, so there any missing file is one line; so is a file where the dir should be."""
+    if data.exists() and not data.is_dir():
+        raise UsageError(
+            f"data dir {data} is a file", "point --data-dir at the directory holding the dataset"
+        )
+    if settings.data_dir_named and not data.is_dir():
+        raise UsageError(f"data dir {data} does not exist", "check --data-dir, or leave it out to fetch")
+    missing = dataset.missing(data)
+    if missing and settings.data_dir_named:
+        raise UsageError(
+            f"{data} lacks {missing[0]} of {dataset.name}",
+            "put the dataset's files there, or leave --data-dir out to fetch them into "
+            f"{settings.host_path(dataset.dir)}",
+        )
+    if missing and not dataset.fetch:
+        raise UsageError(
+            f"{data} lacks {missing[0]} of {dataset.name}, and the project declares no fetch command",
+            "put the dataset's files there, or declare its fetch command in invoke.yaml (docs/contract.md)",
+        )
+    return missing
+
+
+def fetch(tag: str, dataset: Dataset, data: Path) -> None:
+    """The one step with network: the dataset's fetch command, with the default data dir writable."""
+    data = host_dir(data)
+    console.info(f"{dataset.name} is not in {data}: fetching it (training itself runs without network)")
+    # The data dir is the writable mount here; the entry points never get it writable.
+    command = [arg.format_map({"dataset": dataset.name, "data_dir": OUTPUT_DIR}) for arg in dataset.fetch]
+    exit_code = execute(task_spec("fetch", tag, command, output_dir=data, network="bridge"))
+    if exit_code != 0:
+        raise UsageError(
+            f"could not fetch {dataset.name} into {data} (exit {exit_code})",
+            "put the dataset's files there yourself and pass --data-dir",
+        )
+    still_missing = dataset.missing(data)
+    if still_missing:
+        raise UsageError(
+            f"fetching {dataset.name} left {data} without {still_missing[0]}",
+            "check the dataset's fetch command in invoke.yaml (docs/contract.md)",
+        )
+
+
+def _train_workers(spec: RunSpec, count: int, entry: EntryPoint) -> int:
     """N containers under MultiWorkerMirroredStrategy, on a private network of their own: TF's gRPC
     servers listen on every interface, so they are reachable from each other and from nothing else."""
     names = [f"{spec.name}-w{index}" for index in range(count)]
     cluster = {"worker": [f"{name}:{WORKER_PORT}" for name in names]}
     command = list(spec.command)
-    if "--resume" not in command and "--run-name" not in command:
-        command += ["--run-name", spec.name.removeprefix("tfdock-train-")]  # one run dir for all workers
+    own_flags = {entry.options.get(option) for option in ("resume", "run_name")} - {None}
+    run_name = entry.options.get("run_name")
+    if run_name and not own_flags & set(command):
+        command += [run_name, spec.name.split("-train-", 1)[-1]]  # one run dir for all workers
     members = {
         f"worker {index}": dataclasses.replace(
             spec,
@@ -133,47 +178,3 @@ def whole_number(flag: str, value: str, minimum: int = 1) -> int:
     if not value.strip().isdigit() or int(value) < minimum:
         raise UsageError(f"invalid {flag} {value!r}", f"{flag} takes a whole number >= {minimum}")
     return int(value)
-
-
-def trainer_options(epochs: str, batch_size: str, resume: bool, profile: str) -> list[str]:
-    """The trainer's options for what `invoke train` takes itself (others pass through after `--`)."""
-    options = []
-    for flag, value in (("--epochs", epochs), ("--batch-size", batch_size)):
-        if value:
-            options += [flag, str(whole_number(flag, value))]
-    if resume:
-        options.append("--resume")
-    if profile:
-        options += ["--profile", profile]
-    return options
-
-
-def validated_dataset(name: str) -> str:
-    if name not in DATASETS:
-        raise UsageError(f"unknown dataset {name!r}", f"use one of: {', '.join(DATASETS)}")
-    return name
-
-
-def missing_dataset_files(data: Path) -> bool:
-    if (data / NPZ_FILE).is_file():
-        return False
-    return not all((data / name).is_file() or (data / f"{name}.gz").is_file() for name in IDX_FILES)
-
-
-def validated_shm_size(value: str) -> str:
-    if not re.fullmatch(r"[1-9]\d*[bkmg]?", value.strip().lower()):
-        raise UsageError(f"invalid --shm-size {value!r}", "use a size such as 2g, 512m or 1073741824")
-    return value.strip().lower()
-
-
-def _download(tag: str, dataset: str, data: Path) -> None:
-    """The one step with network: fetch the dataset into the data dir (training mounts it read-only)."""
-    console.info(f"{dataset} is not in {data}: downloading it (training itself runs without network)")
-    command = ["python", "-m", "tfdock.data", "download", "--dataset", dataset, "--data-dir", OUTPUT_DIR]
-    # The data dir is the writable mount here; the trainer never gets it writable.
-    exit_code = execute(task_spec("download", tag, command, output_dir=data, network="bridge"))
-    if exit_code != 0:
-        raise UsageError(
-            f"could not download {dataset} into {data} (exit {exit_code})",
-            "put the four IDX files there yourself and pass --data-dir",
-        )

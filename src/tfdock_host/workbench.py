@@ -8,11 +8,10 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING
 
-from tfdock_host import console, gpus, image
+from tfdock_host import console, image
 from tfdock_host.engine import connect
 from tfdock_host.run import DATA_DIR, OUTPUT_DIR, PROJECT_LABEL, WORKSPACE, Mount, execute, task_spec
 from tfdock_host.settings import ROOT, Settings
-from tfdock_host.training import validated_dataset, validated_shm_size
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -20,41 +19,48 @@ if TYPE_CHECKING:
 
 JUPYTER_PORT = 8888
 TENSORBOARD_PORT = 6006
-IMAGE_LABEL = "org.opencontainers.image.title=tfdock"  # the Dockerfile's, on every image built from it
+# The Dockerfile's own title, on images built straight from it (the Dev Containers CLI's); `invoke build`
+# replaces it with the project's image name.
+DOCKERFILE_LABEL = "org.opencontainers.image.title=tfdock"
 
 
-def shell(settings: Settings, command: list[str], gpus_spec: str = "") -> int:
-    """An interactive shell (or one command) in the dev image, with data and outputs mounted."""
-    gpu_requests = tuple(gpus.parse(gpus_spec or "none"))
-    tag = image.ensure(settings, settings.variant, "dev")
+def image_label(settings: Settings) -> str:
+    """The label every image built for this project carries (image.build_args sets it)."""
+    return f"org.opencontainers.image.title={settings.image}"
+
+
+def shell(settings: Settings, command: list[str]) -> int:
+    """An interactive shell (or one command) in the dev image, with data and outputs mounted; asked for
+    GPUs, the gpu variant's dev image (TensorFlow's CUDA build)."""
+    tag = image.ensure(settings, settings.run_variant, "dev")
     spec = task_spec(
         "shell",
         tag,
         command or ["bash"],
         data_dir=settings.dataset_dir(),
         output_dir=settings.host_path(settings.output_dir),
-        gpus=gpu_requests,
-        shm_size=validated_shm_size(settings.shm_size),
+        gpus=settings.gpu_requests,
+        shm_size=settings.shm_size,
         interactive=True,
     )
     return execute(spec)
 
 
-def evaluate(settings: Settings, run: str, dataset: str, data_dir: str, evaluator_args: list[str]) -> int:
-    """Evaluate a run's exported model on a dataset's test split; results land in the run's directory."""
-    dataset = validated_dataset(dataset or settings.dataset)
-    outputs = settings.host_path(settings.output_dir)
-    run_dir = f"{OUTPUT_DIR}/{run}"
-    command = ["python", "-m", "tfdock.evaluate", "--model", f"{run_dir}/model.keras"]
-    command += ["--dataset", dataset, "--data-dir", DATA_DIR, "--output-dir", f"{run_dir}/evaluation"]
+def evaluate(settings: Settings, run: str, evaluator_args: list[str]) -> int:
+    """The project's evaluate entry point on a run; results land where its declared args say."""
+    entry = settings.contract.entry("evaluate")
+    dataset = settings.dataset_name
+    command = entry.argv(
+        dataset=dataset, data_dir=DATA_DIR, output_dir=OUTPUT_DIR, run_dir=f"{OUTPUT_DIR}/{run}"
+    )
     tag = image.ensure(settings, settings.variant, "runtime")
     spec = task_spec(
         "evaluate",
         tag,
         [*command, *evaluator_args],
-        data_dir=settings.dataset_dir(dataset, data_dir),
-        output_dir=outputs,
-        shm_size=validated_shm_size(settings.shm_size),
+        data_dir=settings.dataset_dir(dataset),
+        output_dir=settings.host_path(settings.output_dir),
+        shm_size=settings.shm_size,
     )
     return execute(spec)
 
@@ -104,7 +110,7 @@ def _service(
         extra_mounts=extra_mounts,
         environment=environment,
         # A bridge network only to publish the port, and only on the host's loopback.
-        shm_size=validated_shm_size(settings.shm_size),
+        shm_size=settings.shm_size,
         network="bridge",
         ports={container_port: host_port},
     )
@@ -113,7 +119,7 @@ def _service(
 
 def devcontainer_images(client: DockerClient) -> list[Image]:
     """The images the Dev Containers CLI built from our Dockerfile (vsc-*): ours, under the CLI's names."""
-    return client.images.list(filters={"label": [IMAGE_LABEL, "devcontainer.metadata"]})
+    return client.images.list(filters={"label": [DOCKERFILE_LABEL, "devcontainer.metadata"]})
 
 
 def clean(settings: Settings, remove_images: bool) -> None:
@@ -122,7 +128,7 @@ def clean(settings: Settings, remove_images: bool) -> None:
     containers = client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}=tfdock"})
     for container in containers:
         container.remove(force=True)
-    pruned = client.images.prune(filters={"dangling": True, "label": IMAGE_LABEL})
+    pruned = client.images.prune(filters={"dangling": True, "label": image_label(settings)})
     tagged = [*client.images.list(name=settings.image), *devcontainer_images(client)] if remove_images else []
     removed = {built.short_id for built in tagged}
     for image_id in removed:

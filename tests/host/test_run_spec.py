@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tfdock_host import gpus, run, training
+from tfdock_host import gpus, run, settings
 from tfdock_host.errors import UsageError
 from tfdock_host.settings import ROOT
 
@@ -72,23 +72,28 @@ def test_published_ports_bind_to_loopback_only():
 
 @pytest.mark.parametrize("value", ["2g", "512m", "1073741824", "64K"])
 def test_shm_size_accepts_docker_sizes(value):
-    assert training.validated_shm_size(value) == value.lower()
+    assert settings.validated_shm_size(value) == value.lower()
 
 
 @pytest.mark.parametrize("value", ["", "0", "-1g", "2gb", "lots", "1.5g"])
 def test_shm_size_rejects_anything_else_with_the_fix(value):
     with pytest.raises(UsageError, match="shm-size"):
-        training.validated_shm_size(value)
+        settings.validated_shm_size(value)
 
 
-def test_a_dataset_is_present_as_four_idx_files_gzipped_or_not_or_one_npz(tmp_path):
-    assert training.missing_dataset_files(tmp_path)
-    for name in training.IDX_FILES[:3]:
-        (tmp_path / f"{name}.gz").touch()
-    assert training.missing_dataset_files(tmp_path)
-    (tmp_path / training.IDX_FILES[3]).touch()
-    assert not training.missing_dataset_files(tmp_path)
-    npz_only = tmp_path / "npz"
-    npz_only.mkdir()
-    (npz_only / "mnist.npz").touch()
-    assert not training.missing_dataset_files(npz_only)
+def test_shm_size_has_one_default_which_compose_gives_too():
+    compose = (settings.ROOT / "docker" / "compose.yaml").read_text()
+    assert settings.Settings().shm_size == run.DEFAULT_SHM_SIZE
+    assert f"shm_size: ${{TFDOCK_SHM_SIZE:-{run.DEFAULT_SHM_SIZE}}}" in compose
+
+
+def test_the_image_users_ids_are_the_dockerfiles():
+    dockerfile = (settings.ROOT / "docker" / "Dockerfile").read_text()
+    uid, gid = run.IMAGE_USER_IDS_WHEN_ROOT
+    assert f"ARG UID={uid}\n" in dockerfile and f"ARG GID={gid}\n" in dockerfile
+
+
+def test_the_default_base_image_is_the_dockerfiles():
+    dockerfile = (settings.ROOT / "docker" / "Dockerfile").read_text()
+    assert f"ARG BASE_IMAGE={settings.DEFAULT_BASE_IMAGE}\n" in dockerfile
+    assert f"FROM ${{BASE_IMAGE:-{settings.DEFAULT_BASE_IMAGE}}} AS base" in dockerfile
