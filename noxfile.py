@@ -20,7 +20,11 @@ from tfdock_host.errors import TfdockError
 
 # nox logs at DEBUG; the docker SDK's HTTP requests are not news.
 logging.getLogger("urllib3").setLevel(logging.WARNING)
-nox.options.sessions = ["lint", "host", "tests", "engine", "faults"]
+# A project made with `copier copy` carries only its own suites: the tool's (host, engine, faults) are
+# tfdock's, which its CI runs.
+ROOT = Path(__file__).resolve().parent
+SUITE_DIRS = {"lint": "", "host": "host", "tests": "container", "engine": "engine", "faults": "faults"}
+nox.options.sessions = [name for name, suite in SUITE_DIRS.items() if (ROOT / "tests" / suite).is_dir()]
 nox.options.error_on_missing_interpreters = True
 HOST_REQUIREMENTS = ["--require-hashes", "-r", "requirements/host.txt", "-r", "requirements/host-test.txt"]
 
