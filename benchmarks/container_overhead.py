@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from edit_test_loop import native_python  # noqa: E402  (the same host venv)
 
-from tfdock_host.bench import Figure, timed, write_figures  # noqa: E402
+from tfdock_host.bench import Figure, publish, timed  # noqa: E402
 from tfdock_host.settings import load  # noqa: E402
 
 RUNS = ROOT / ".bench" / "overhead"
@@ -72,9 +72,8 @@ def main() -> int:
         ("ratio", ">=", GOAL_RATIO),
         f"images/s of epoch {EPOCHS} of {EPOCHS} ({args.limit_train} Fashion-MNIST images each), seed 0, CPU",
     )
-    write_figures("container_overhead", [figure])
     print(f"container / native images/s: {figure.ratio:.3f} (goal >= {GOAL_RATIO})")
-    return 0
+    return publish("container_overhead", [figure])
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from edit_test_loop import SourceEdit, native_python  # noqa: E402
 
 from tfdock_host import engine, image  # noqa: E402
-from tfdock_host.bench import Figure, repeat, timed, write_figures  # noqa: E402
+from tfdock_host.bench import Figure, publish, repeat, timed  # noqa: E402
 from tfdock_host.settings import load  # noqa: E402
 
 INVOKE = [sys.executable, "-m", "invoke"]
@@ -57,7 +57,7 @@ def main() -> int:
     invoke_list = repeat(lambda: timed([*INVOKE, "--list"]), rounds * 2)
     invoke_alone = repeat(lambda: timed([*INVOKE, "--version"]), rounds * 2)
 
-    write_figures(
+    return publish(
         "dev_loop",
         [
             Figure("developer loop", "`invoke build`, nothing changed", "s", no_op, bare,
@@ -71,7 +71,6 @@ def main() -> int:
                    "`invoke --version` (no tasks loaded)", ("value", "<=", 0.5)),
         ],
     )  # fmt: skip
-    return 0
 
 
 def _native_reinstall_seconds() -> float:

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from tfdock.files import atomic_path, write_text_atomically
 from tfdock.train import EVAL_BATCH_SIZE, Trainer, make_optimizer
 
 TARGET_ACCURACY = 0.90
+# Held to by this script's exit code and by `invoke bench`'s report (read from the results it writes).
+GOALS = {"seconds_to_target_ratio": 0.25, "final_accuracy_ratio": 1.0}
 EVALS_PER_EPOCH = 4
 
 
@@ -142,7 +145,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data-dir",
@@ -173,6 +176,7 @@ def main() -> None:
     ]
     results: dict[str, Any] = {
         "target_accuracy": TARGET_ACCURACY,
+        "goals": GOALS,
         "quick": args.quick,
         "tensorflow_version": tf.__version__,
         "machine": {
@@ -202,7 +206,25 @@ def main() -> None:
     write_text_atomically(args.results_dir / "time_to_accuracy.json", json.dumps(results, indent=2))
     plot(results, args.results_dir / "time_to_accuracy.png")
     print(f"wrote {args.results_dir}/time_to_accuracy.json and .png")
+    missed = missed_goals(results)
+    for goal in missed:
+        print(f"goal missed: {goal}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+def missed_goals(results: dict[str, Any]) -> list[str]:
+    ours, baseline = results["recipes"]["tfdock"], results["recipes"]["keras-io"]
+    missed = []
+    ratio = results.get("ratio_ours_to_baseline")
+    if not ours["seconds_to_target"]:
+        missed.append(f"tfdock never reached {TARGET_ACCURACY:.0%}")
+    elif ratio is not None and ratio > GOALS["seconds_to_target_ratio"]:
+        missed.append(f"time to target: ratio {ratio:.3f} > {GOALS['seconds_to_target_ratio']}")
+    final_ratio = ours["final_accuracy"] / baseline["final_accuracy"]
+    if not results["quick"] and final_ratio < GOALS["final_accuracy_ratio"]:
+        missed.append(f"final accuracy: ratio {final_ratio:.4f} < {GOALS['final_accuracy_ratio']}")
+    return missed
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
