@@ -39,8 +39,20 @@ def test_build_passes_base_variant_and_labels_without_touching_layers():
     labels = dict(label.split("=", 1) for label in _values(args, "--label"))
     assert labels[image.HASH_LABEL] == image.content_hash("cpu")
     assert labels["io.tfdock.tensorflow-version"].startswith("2.21.")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout
-    assert labels["org.opencontainers.image.revision"] in (head.strip() or "unknown", "unknown")
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=settings.ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert labels["org.opencontainers.image.revision"] == head
+
+
+def test_outside_a_git_checkout_the_revision_is_unknown(monkeypatch):
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(image.subprocess, "run", no_git)
+    labels = dict(label.split("=", 1) for label in _values(_build_args(), "--label"))
+    assert labels["org.opencontainers.image.revision"] == "unknown"
+    assert _values(_build_args(), "--tag")[1].endswith("-dev-unknown")
 
 
 def test_tags_carry_version_variant_and_commit_plus_latest_per_variant():
@@ -70,10 +82,34 @@ def test_ca_bundle_resolution_order_and_a_missing_file(monkeypatch, tmp_path):
         image.resolve_ca_bundle()
 
 
-def test_content_hash_covers_lock_files_and_dockerfile_not_source():
-    cpu, gpu = image.content_hash("cpu"), image.content_hash("gpu")
-    assert cpu != gpu
-    assert all(path.exists() for path in image.lock_files("gpu"))
+def test_content_hash_covers_lock_files_and_dockerfile_not_source(monkeypatch, tmp_path):
+    """On a copy of the project's inputs: each of Dockerfile, .dockerignore and a lock file changes the hash
+    (so the image is rebuilt), a source file does not (it is bind-mounted)."""
+    inputs = [image.DOCKERFILE, settings.ROOT / ".dockerignore", *image.lock_files("cpu")]
+    inputs += [*image.lock_files("gpu"), settings.ROOT / "src" / "tfdock" / "train.py"]
+    for path in inputs:
+        copy = tmp_path / path.relative_to(settings.ROOT)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(path.read_bytes())
+    monkeypatch.setattr(image, "ROOT", tmp_path)
+    monkeypatch.setattr(image, "DOCKERFILE", tmp_path / "docker" / "Dockerfile")
+    original = image.content_hash("cpu")
+    assert original != image.content_hash("gpu")
+
+    def edited(relative: str) -> str:
+        path = tmp_path / relative
+        kept = path.read_bytes()
+        path.write_bytes(kept + b"\n# edited\n")
+        try:
+            return image.content_hash("cpu")
+        finally:
+            path.write_bytes(kept)
+
+    assert edited("src/tfdock/train.py") == original
+    for rebuilt_by in ("docker/Dockerfile", ".dockerignore", "requirements/runtime-cpu.txt"):
+        assert edited(rebuilt_by) != original, rebuilt_by
+    assert edited("requirements/dev.txt") != original
+    assert image.content_hash("cpu") == original
 
 
 @pytest.mark.parametrize("field", ["variant", "target"])
