@@ -45,7 +45,8 @@ def _rename_package(text: str, package: str) -> str:
     text = re.sub(rf"(?<![\w./-]){TOOL}(?=\.\w)", package, text)  # modules: tfdock.train
     text = re.sub(rf"\b(from|import) {TOOL}\b", rf"\1 {package}", text)
     text = re.sub(rf"\b{TOOL}_(?!host)", f"{package}_", text)  # tfdock_cnn
-    return re.sub(rf"(?<![\w./-]){TOOL}(?![\w-])", package, text)
+    text = text.replace(f"{TOOL.upper()}_DATA_MIRROR", f"{package.upper()}_DATA_MIRROR")  # the example's own
+    return re.sub(rf"(?<![\w./-]){TOOL}(?!\w)", package, text)
 
 
 def _rewrite(path: Path, change) -> None:
