@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import pytest
 from tfdock_host import engine, image, run, settings
 
 ROOT = settings.ROOT
+SEED = os.environ.get("TFDOCK_FAULT_SEED", "7")
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +62,14 @@ def scratch() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def rng(request) -> random.Random:
+    """This test's own source of random moments, seeded from TFDOCK_FAULT_SEED and the test's id: its draws
+    do not depend on which tests ran before it or on -k, so the printed seed replays it alone."""
+    print(f"fault seed {SEED} for {request.node.nodeid} (replay: TFDOCK_FAULT_SEED={SEED})")
+    return random.Random(f"{SEED}:{request.node.nodeid}")
+
+
 def invoke(*args: str, env: dict[str, str] | None = None, timeout: float = 900, user: str = ""):
     """`invoke ARGS` from the project root, as the shell would run it (optionally as another user)."""
     command = [sys.executable, "-m", "invoke", *args]
@@ -73,6 +86,115 @@ def invoke(*args: str, env: dict[str, str] | None = None, timeout: float = 900, 
     )
 
 
+def free_port() -> int:
+    """A TCP port free on the host's loopback now (the engine publishes there)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def project_containers(client, task: str = "") -> list:
     labels = [f"{run.PROJECT_LABEL}=tfdock", *([f"{run.TASK_LABEL}={task}"] if task else [])]
     return client.containers.list(all=True, filters={"label": labels})
+
+
+@contextlib.contextmanager
+def containers_created(client, task: str) -> Iterator[list[str]]:
+    """The names of the project's `task` containers the engine made while the block ran (from its event
+    log): a test's own, without counting those other runs of the project have at that time."""
+    created: list[str] = []
+    since = time.time()
+    yield created
+    labels = [f"{run.PROJECT_LABEL}=tfdock", f"{run.TASK_LABEL}={task}"]
+    filters = {"type": "container", "event": "create", "label": labels}
+    events = client.events(since=since, until=time.time(), filters=filters, decode=True)
+    created += [event["Actor"]["Attributes"]["name"] for event in events]
+
+
+def still_there(client, names: list[str], timeout: float = 60) -> list[str]:
+    """Those of names the engine still has after a bounded wait: a leak stays, while a container another run
+    of the same task made in the same seconds goes when that run ends."""
+    from docker.errors import NotFound
+
+    def present() -> list[str]:
+        found = []
+        for name in names:
+            with contextlib.suppress(NotFound):
+                found.append(client.containers.get(name).name)
+        return found
+
+    deadline = time.monotonic() + timeout
+    while (found := present()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return found
+
+
+def containers_mounting(client, host_dir: Path, status: str = "") -> list:
+    """The project's containers with host_dir bind-mounted: one test's own, while other runs share the
+    engine (every task mounts its output or reports dir)."""
+    filters = {"label": f"{run.PROJECT_LABEL}=tfdock", **({"status": status} if status else {})}
+    return [
+        container
+        for container in client.containers.list(all=True, filters=filters)
+        if any(mount.get("Source") == str(host_dir) for mount in container.attrs.get("Mounts", []))
+    ]
+
+
+def wait_for(
+    condition, what: str, timeout: float = 600, process: subprocess.Popen | None = None, every: float = 0.2
+):
+    """Poll until condition() is truthy and return it; fail early if the process it waits on has ended.
+    The timeout only bounds a hang: it is sized for a loaded machine, not for this one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        if process is not None and process.poll() is not None:
+            _, stderr = process.communicate()
+            pytest.fail(f"exited with {process.returncode} before {what}: {(stderr or '')[-2000:]}")
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_until_it_reaches_the_engine(process: subprocess.Popen, timeout: float = 600) -> None:
+    """Until a background invoke has a socket open: its task's body connects to the engine after invoke's
+    own start-up (a Ctrl-C there exits 1, by invoke's rule) and before it makes a container."""
+    fds = Path(f"/proc/{process.pid}/fd")
+    deadline = time.monotonic() + timeout
+    while not _has_a_socket(fds):
+        if process.poll() is not None:
+            _, stderr = process.communicate()
+            pytest.fail(f"exited with {process.returncode} before it reached the engine: {stderr[-2000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no connection to the engine after {timeout} s")
+        time.sleep(0.001)
+
+
+def _has_a_socket(fds: Path) -> bool:
+    with contextlib.suppress(OSError):  # an fd closed while we looked, or the process ended
+        return any(os.readlink(fd).startswith("socket:") for fd in fds.iterdir())
+    return False
+
+
+# A test that picks a moment "while it trains" sets this many steps of work after the moment, each followed
+# by the trainer's --step-delay (FOR TESTS ONLY): the work then lasts at least steps x delay on any machine.
+STEP_DELAY_S = 0.1
+# TFDOCK_TEST_LIMIT_TRAIN shrinks the training subsets of the tests that allow it (the speed-independence
+# check in docs/reliability.md); their moments and windows are counted in steps, so they hold either way.
+LIMIT_TRAIN = os.environ.get("TFDOCK_TEST_LIMIT_TRAIN", "")
+
+
+def limit_train(default: int) -> int:
+    return int(LIMIT_TRAIN) if LIMIT_TRAIN else default
+
+
+def step_delay_for(seconds: float, steps: int) -> float:
+    """The --step-delay that makes `steps` steps last at least `seconds`, on any machine (and for any
+    TFDOCK_TEST_LIMIT_TRAIN): for a test whose moment is seen by polling, then acted on through the engine."""
+    return max(STEP_DELAY_S, seconds / max(steps, 1))
+
+
+def steps_per_epoch(limit: int, batch_size: int = 128, validation_split: float = 0.1) -> int:
+    """Steps per epoch at --limit-train: the trainer holds out validation_split, drops a last part batch."""
+    return (limit - round(limit * validation_split)) // batch_size

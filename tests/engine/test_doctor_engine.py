@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import invoke, project_containers
+from conftest import containers_created, invoke, still_there
 
 from tfdock_host import doctor
 
@@ -27,30 +27,35 @@ def status_of(output: str, name: str) -> str:
 
 
 def test_doctor_prints_every_check_and_a_cpu_only_engine_only_warns_about_gpus(client):
-    result = run_doctor()
+    with containers_created(client, "doctor") as created:
+        result = run_doctor()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]  # warnings do not fail
     assert "Traceback" not in result.stdout + result.stderr
     for name in (doctor.DAEMON, doctor.SOCKET, doctor.BUILDKIT, doctor.SHM, *doctor.ENGINE_CHECKS):
         assert name in result.stdout
     assert status_of(result.stdout, doctor.DAEMON) == doctor.OK
     for name in (doctor.NVIDIA_RUNTIME, doctor.GPUS_IN_CONTAINER, doctor.TENSORFLOW_GPUS):
         assert status_of(result.stdout, name) in (doctor.OK, doctor.WARN)
-    assert project_containers(client, "doctor") == []
+    assert created, "doctor ran no container: its in-container checks did not run"
+    assert still_there(client, created) == []
 
 
 def test_wanting_gpus_on_a_cpu_only_engine_fails_with_the_toolkit_fix(client):
-    result = run_doctor("--gpus", "all")
+    with containers_created(client, "doctor") as created:
+        result = run_doctor("--gpus", "all")
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     gpu_statuses = {
         status_of(result.stdout, name) for name in (doctor.NVIDIA_RUNTIME, doctor.GPUS_IN_CONTAINER)
     }
     assert doctor.FAIL in gpu_statuses
     assert "NVIDIA Container Toolkit" in result.stdout
-    assert project_containers(client, "doctor") == []
+    assert still_there(client, created) == []
 
 
 @pytest.mark.gpu_standin
 def test_the_ci_standin_hook_takes_gpu_requests_but_injects_no_gpu():
     result = run_doctor("--gpus", "all")
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]  # a failed check
     assert status_of(result.stdout, doctor.NVIDIA_RUNTIME) == doctor.OK
     assert status_of(result.stdout, doctor.GPUS_IN_CONTAINER) == doctor.FAIL
     assert "nvidia-smi not found in the container: the NVIDIA hook injected nothing" in result.stdout

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, invoke
+from conftest import ROOT, free_port, invoke
 from dap_client import DapClient
 from invoke.util import yaml  # PyYAML, vendored by invoke: the host tools have no other
 
@@ -256,19 +256,20 @@ def test_profile_leaves_a_trace_in_the_runs_tensorboard_dir(fashion_mnist, runti
 
 def test_compose_notebook_always_requires_a_token(base_image_env, dev_image):
     """Without JUPYTER_TOKEN, Jupyter makes a random one: the API refuses requests that lack it."""
-    env = {**base_image_env, "JUPYTER_TOKEN": ""}
+    port = free_port()  # not 8888: a notebook of yours, or another run's, may hold it
+    env = {**base_image_env, "JUPYTER_TOKEN": "", "TFDOCK_NOTEBOOK_PORT": str(port)}
     try:
         up = compose("up", "--detach", "notebook", env=env)
         assert up.returncode == 0, up.stderr
         token = _logged_jupyter_token(env)
         assert len(token) >= 32
-        assert _http_status("http://127.0.0.1:8888/api/status") == 403
-        assert _http_status(f"http://127.0.0.1:8888/api/status?token={token}") == 200
+        assert _http_status(f"http://127.0.0.1:{port}/api/status") == 403
+        assert _http_status(f"http://127.0.0.1:{port}/api/status?token={token}") == 200
     finally:
         compose("down", "--remove-orphans", env=env)
 
 
-def _logged_jupyter_token(env: dict[str, str], timeout: float = 60) -> str:
+def _logged_jupyter_token(env: dict[str, str], timeout: float = 600) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         logs = compose("logs", "notebook", env=env).stdout

@@ -135,7 +135,7 @@ def _assert_absent(needles: list[bytes], data: bytes, where: str) -> None:
 
 def test_with_the_daemon_unreachable_build_prints_one_line_and_fails():
     result = invoke("build", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
-    assert result.returncode != 0
+    assert result.returncode == 1, result.stderr  # an engine failure: exit 1 (usage errors are 2)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "cannot reach the Docker daemon" in lines[0] and "start it" in lines[0]

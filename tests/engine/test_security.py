@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -19,13 +18,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, invoke
+from conftest import ROOT, STEP_DELAY_S, containers_mounting, free_port, invoke, limit_train
 
 from tfdock_host import engine, run
 
 pytestmark = pytest.mark.engine
 
-TINY_TRAINING = ["--limit-train", "1000", "--limit-test", "200"]
+# Paced (FOR TESTS ONLY: --step-delay after every step) and long in steps: the run outlasts the checks made
+# on its container, then Ctrl-C ends it.
+TRAINING_EPOCHS = 100
+PACED_TRAINING = ["--limit-train", str(limit_train(1000)), "--limit-test", "200"]
+PACED_TRAINING += ["--step-delay", str(STEP_DELAY_S)]
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 NO_CAPABILITIES = "0000000000000000"
 
@@ -44,25 +47,21 @@ def running_task(client, args: list[str], marker: Path, env: dict[str, str]):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 300
-        while not (container := _running_container(client, marker)):
+        deadline = time.monotonic() + 600  # bounds a hang, sized for a loaded machine
+        while not (container := next(iter(containers_mounting(client, marker, status="running")), None)):
             assert process.poll() is None, (
                 f"exited with {process.returncode}: {process.stderr.read()[-2000:]}"
             )
-            assert time.monotonic() < deadline, "no running container after 300 s"
+            assert time.monotonic() < deadline, "no running container after 600 s"
             time.sleep(0.3)
         yield process, container
+        container.reload()
+        assert container.status == "running", f"the task ended during the checks ({container.status})"
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
         process.communicate(timeout=60)
     assert process.returncode == 130
-
-
-def _running_container(client, marker: Path):
-    containers = client.containers.list(filters={"label": f"{run.PROJECT_LABEL}=tfdock", "status": "running"})
-    mounting = [c for c in containers if any(m.get("Source") == str(marker) for m in c.attrs["Mounts"])]
-    return mounting[0] if mounting else None
 
 
 def output_of(container, *command: str) -> tuple[int, str]:
@@ -78,8 +77,8 @@ def test_task_containers_run_unprivileged_offline_with_read_only_data(
     client, fashion_mnist, runtime_image, dev_image, scratch, task, read_only_data
 ):
     if task == "train":
-        args = ["train", "--data-dir", str(fashion_mnist), "--output-dir", str(scratch), "--epochs", "3"]
-        args += ["--", *TINY_TRAINING]
+        args = ["train", "--data-dir", str(fashion_mnist), "--output-dir", str(scratch)]
+        args += ["--epochs", str(TRAINING_EPOCHS), "--", *PACED_TRAINING]
     else:
         args = ["test", "--", "-q"]
     with running_task(client, args, scratch, {"INVOKE_TFDOCK_REPORTS_DIR": str(scratch)}) as (_, container):
@@ -98,13 +97,7 @@ def test_task_containers_run_unprivileged_offline_with_read_only_data(
             assert exit_code != 0 and "Read-only file system" in message, (read_only, message)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def http_status(url: str, timeout: float = 120) -> int:
+def http_status(url: str, timeout: float = 600) -> int:
     """The status of GET url, once something answers there."""
     deadline = time.monotonic() + timeout
     while True:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import grp
 import json
 import os
 import pwd
-import random
+import secrets
 import shutil
 import signal
 import stat
@@ -18,7 +19,17 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, invoke, project_containers
+from conftest import (
+    ROOT,
+    containers_mounting,
+    invoke,
+    limit_train,
+    project_containers,
+    step_delay_for,
+    steps_per_epoch,
+    wait_for,
+    wait_until_it_reaches_the_engine,
+)
 
 from tfdock_host import engine, gpus, run
 from tfdock_host.errors import EngineError
@@ -107,48 +118,105 @@ def test_a_failing_training_returns_its_exit_code_in_one_line(fashion_mnist, tmp
 
 
 def test_an_invalid_gpus_value_is_one_line_and_starts_nothing(fashion_mnist, tmp_path, client):
-    before = len(project_containers(client))
     result = train(fashion_mnist, tmp_path, "--gpus", "device=")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "invalid --gpus value" in result.stderr
-    assert len(project_containers(client)) == before
+    assert containers_mounting(client, tmp_path) == []
 
 
-def test_sigint_at_random_moments_leaves_no_container(fashion_mnist, tmp_path, client, runtime_image):
-    """Ctrl-C during image checks, container start, TensorFlow start-up or training: 130, nothing left."""
-    delays = random.Random(os.environ.get("TFDOCK_FAULT_SEED", "4")).sample(range(5, 120), 10)
-    for delay in (tenths / 10 for tenths in delays):
-        command = [sys.executable, "-m", "invoke", "train", "--gpus", "none", "--epochs", "3"]
-        command += ["--data-dir", str(fashion_mnist), "--output-dir", str(tmp_path)]
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+SIGINT_EPOCHS, SIGINT_BATCH = 3, 64
+SIGINT_STEPS = SIGINT_EPOCHS * steps_per_epoch(limit_train(1000), SIGINT_BATCH)
+# Once the trainer has written config.json, every step is ahead, each followed by --step-delay (FOR TESTS
+# ONLY) so that they last at least 4 s: a Ctrl-C within half of that lands while it trains, on any machine.
+SIGINT_STEP_DELAY_S = step_delay_for(4.0, SIGINT_STEPS)
+TRAINING_WINDOW_S = SIGINT_STEPS * SIGINT_STEP_DELAY_S / 2
+SIGINT_TRAINING = ["--limit-train", str(limit_train(1000)), "--limit-test", "200"]
+SIGINT_TRAINING += ["--batch-size", str(SIGINT_BATCH), "--step-delay", f"{SIGINT_STEP_DELAY_S:.3f}"]
+SIGINT_MOMENTS = ("before the container exists", "while TensorFlow starts", "while it trains")
+
+
+def test_sigint_at_random_moments_leaves_no_container(fashion_mnist, tmp_path, client, runtime_image, rng):
+    """Ctrl-C during image checks, container start, TensorFlow start-up or training: 130, nothing left. Each
+    moment is chosen from what the run was seen doing, twice."""
+    moments = [*SIGINT_MOMENTS, *SIGINT_MOMENTS]
+    rng.shuffle(moments)
+    for round_number, moment in enumerate(moments, start=1):
+        outputs = tmp_path / f"round-{round_number}"
+        command = [sys.executable, "-m", "invoke", "train", "--gpus", "none", "--epochs", str(SIGINT_EPOCHS)]
+        command += ["--data-dir", str(fashion_mnist), "--output-dir", str(outputs), "--", *SIGINT_TRAINING]
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        wait_until_it_reaches_the_engine(process)  # image checks follow, then the container
+        delay = 0.0
+        if moment == "while TensorFlow starts":
+            running = functools.partial(containers_mounting, client, outputs, status="running")
+            wait_for(running, moment, process=process, every=0.05)
+        elif moment == "while it trains":
+            wait_for((outputs / "latest" / "config.json").is_file, moment, process=process)
+            delay = rng.uniform(0, TRAINING_WINDOW_S)
         time.sleep(delay)
+        existing = [(container.name, container.status) for container in containers_mounting(client, outputs)]
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
-        assert process.returncode == 130, f"after {delay} s: exit {process.returncode}: {stderr[-500:]!r}"
-        assert project_containers(client, "train") == [], f"a container was left after SIGINT at {delay} s"
+        what = f"round {round_number}: SIGINT {delay:.2f} s after {moment!r} (containers: {existing})"
+        print(what)
+        if moment == "before the container exists":
+            assert existing == [], f"{what}: the moment was missed"
+        else:
+            assert "running" in dict(existing).values(), f"{what}: the run had ended, the moment was missed"
+        assert process.returncode == 130, f"{what}: exit {process.returncode}: {stderr[-2000:]}"
+        assert containers_mounting(client, outputs) == [], f"{what}: a container was left"
 
 
 def test_a_signal_while_the_engine_creates_the_container_leaves_nothing(
     client, runtime_image, monkeypatch, capsys
 ):
     """The engine finishes a create whose request was cut short: a signal landing inside create() must
-    wait for it, or the container appears after the cleanup removed its name. (Once 43 of 60 leaked.)"""
+    wait for it, or the container appears after the cleanup removed its name. (Once 43 of 60 leaked.)
+    The SIGINT goes once the create request is sent and before its response is read: inside the engine's
+    create by construction, on an engine of any speed."""
+    import http.client
+
     from docker.models.containers import ContainerCollection
 
-    create = ContainerCollection.create
-    rng = random.Random(os.environ.get("TFDOCK_FAULT_SEED", "4"))
+    create, read_response = ContainerCollection.create, http.client.HTTPConnection.getresponse
+    in_create = threading.Event()
 
-    def create_then_interrupted(self, *args, **kwargs):
-        threading.Timer(rng.uniform(0, 0.02), os.kill, (os.getpid(), signal.SIGINT)).start()
-        return create(self, *args, **kwargs)
+    def create_in_flight(self, *args, **kwargs):
+        in_create.set()
+        try:
+            return create(self, *args, **kwargs)
+        finally:
+            in_create.clear()
 
-    monkeypatch.setattr(ContainerCollection, "create", create_then_interrupted)
-    for attempt in range(20):
-        spec = run.task_spec("signal-check", runtime_image, ["sleep", "60"])
+    def response_after_sigint(self, *args, **kwargs):
+        if in_create.is_set():  # the create request is on the wire: the engine is making the container
+            in_create.clear()
+            os.kill(os.getpid(), signal.SIGINT)
+        return read_response(self, *args, **kwargs)
+
+    monkeypatch.setattr(ContainerCollection, "create", create_in_flight)
+    monkeypatch.setattr(http.client.HTTPConnection, "getresponse", response_after_sigint)
+    task = f"signal-check-{secrets.token_hex(3)}"  # this test's own containers
+    for attempt in range(10):
+        started = time.time()
+        spec = run.task_spec(task, runtime_image, ["sleep", "60"])
         assert run.execute(spec) == 130, f"attempt {attempt}"
-        time.sleep(0.2)  # a cut-short create completes within this
-        left = [(c.name, c.status) for c in project_containers(client, "signal-check")]
+        _wait_for_engine_event(client, spec.name, "create", since=started)
+        left = [(c.name, c.status) for c in project_containers(client, task)]
         assert left == [], f"left at attempt {attempt}: {left}; stderr: {capsys.readouterr().err}"
+
+
+def _wait_for_engine_event(client, name: str, action: str, since: float, timeout: float = 60) -> None:
+    """Until the engine's event log shows `action` for the container `name` (e.g. a create it finished)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = client.events(since=since, until=time.time(), filters={"container": name}, decode=True)
+        if any(event.get("Action") == action for event in events):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the engine logged no {action} of {name} within {timeout} s")
 
 
 # --- GPU requests. No GPU exists here: CI runs dockerd with a stand-in nvidia-container-runtime-hook
@@ -216,10 +284,9 @@ def engine_without_nvidia():
     )
     host = f"unix://{socket_path}"
     try:
-        for _ in range(60):
-            ready = subprocess.run(["docker", "-H", host, "version"], capture_output=True, check=False)
-            if ready.returncode == 0:
-                break
+        deadline = time.monotonic() + 300  # bounds a hang, on a loaded machine too
+        while subprocess.run(["docker", "-H", host, "version"], capture_output=True, check=False).returncode:
+            assert daemon.poll() is None and time.monotonic() < deadline, "the second dockerd did not start"
             time.sleep(0.5)
         empty_rootfs = subprocess.run(
             ["tar", "-c", "-T", "/dev/null"], capture_output=True, check=True

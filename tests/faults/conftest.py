@@ -1,5 +1,5 @@
-"""Fixtures for the fault-injection suite: the engine suite's fixtures, a seeded source of random moments,
-and a tally of what was injected, printed at the end of the session.
+"""Fixtures for the fault-injection suite: the engine suite's fixtures (with each test's seeded source of
+random moments), and a tally of what was injected, printed at the end of the session.
 
 Run it on the host like the engine suite: `PYTHONPATH=src pytest tests/faults`.
 """
@@ -7,13 +7,9 @@ Run it on the host like the engine suite: `PYTHONPATH=src pytest tests/faults`.
 from __future__ import annotations
 
 import dataclasses
-import os
-import random
 
 import pytest
 from faultlib import ENGINE
-
-SEED = os.environ.get("TFDOCK_FAULT_SEED", "7")
 
 # Shared with the engine suite, not copied; pytest registers the fixtures it finds in this module.
 project_settings = ENGINE.project_settings
@@ -22,11 +18,22 @@ runtime_image = ENGINE.runtime_image
 dev_image = ENGINE.dev_image
 fashion_mnist = ENGINE.fashion_mnist
 scratch = ENGINE.scratch
+rng = ENGINE.rng  # each test's own, seeded from TFDOCK_FAULT_SEED and its id
 # Collected together with tests/engine, pytest keeps one module named `conftest` (the last one loaded), and
 # the engine suite imports these from it.
 ROOT = ENGINE.ROOT
 invoke = ENGINE.invoke
 project_containers = ENGINE.project_containers
+containers_mounting = ENGINE.containers_mounting
+STEP_DELAY_S = ENGINE.STEP_DELAY_S
+limit_train = ENGINE.limit_train
+steps_per_epoch = ENGINE.steps_per_epoch
+step_delay_for = ENGINE.step_delay_for
+wait_until_it_reaches_the_engine = ENGINE.wait_until_it_reaches_the_engine
+wait_for = ENGINE.wait_for
+containers_created = ENGINE.containers_created
+still_there = ENGINE.still_there
+free_port = ENGINE.free_port
 
 
 @dataclasses.dataclass
@@ -59,10 +66,3 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     write(f"bad inputs tried: {len(counts.bad_inputs)}")
     for case, exit_code in counts.bad_inputs.items():
         write(f"  exit {exit_code:>3}  {case}")
-
-
-@pytest.fixture(scope="session")
-def rng() -> random.Random:
-    """One seeded source for every random moment (TFDOCK_FAULT_SEED), so a failure can be replayed."""
-    print(f"fault seed {SEED}")
-    return random.Random(SEED)

@@ -6,12 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import pytest
-
-from tfdock_host import run
 
 
 def _load_engine_conftest():
@@ -28,8 +23,21 @@ def _load_engine_conftest():
 ENGINE = _load_engine_conftest()
 ROOT = ENGINE.ROOT
 invoke = ENGINE.invoke
+containers_mounting = ENGINE.containers_mounting
+wait_for = ENGINE.wait_for
+wait_until_it_reaches_the_engine = ENGINE.wait_until_it_reaches_the_engine
+STEP_DELAY_S = ENGINE.STEP_DELAY_S
 # Small enough to keep a run to seconds on two shared cores, big enough for a few steps per epoch.
-TINY_TRAINING = ["--limit-train", "1000", "--limit-test", "200"]
+LIMIT_TRAIN = ENGINE.limit_train(1000)
+TINY_TRAINING = ["--limit-train", str(LIMIT_TRAIN), "--limit-test", "200"]
+STEPS_PER_EPOCH = ENGINE.steps_per_epoch(LIMIT_TRAIN)
+step_delay_for = ENGINE.step_delay_for
+
+
+def paced(step_delay: float = STEP_DELAY_S) -> list[str]:
+    """TINY_TRAINING with a pause after every step (FOR TESTS ONLY): an epoch lasts at least
+    STEPS_PER_EPOCH x step_delay, however fast the machine."""
+    return [*TINY_TRAINING, "--step-delay", str(step_delay)]
 
 
 def start_invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -49,30 +57,6 @@ def train_args(
     data_dir: Path, output_dir: Path, *options: str, trainer: list[str] = TINY_TRAINING
 ) -> list[str]:
     return ["train", "--data-dir", str(data_dir), "--output-dir", str(output_dir), *options, "--", *trainer]
-
-
-def containers_mounting(client, host_dir: Path) -> list:
-    """The project's containers with host_dir bind-mounted: this test's, while other runs share the engine."""
-    containers = client.containers.list(all=True, filters={"label": f"{run.PROJECT_LABEL}=tfdock"})
-    return [
-        container
-        for container in containers
-        if any(mount.get("Source") == str(host_dir) for mount in container.attrs.get("Mounts", []))
-    ]
-
-
-def wait_for(condition, what: str, timeout: float = 120, process: subprocess.Popen | None = None):
-    """Poll until condition() is truthy and return it; fail early if the process it waits on has ended."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        if process is not None and process.poll() is not None:
-            _, stderr = process.communicate()
-            pytest.fail(f"exited with {process.returncode} before {what}: {stderr[-2000:]}")
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def exit_status(returncode: int) -> int:
