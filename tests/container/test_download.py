@@ -78,7 +78,7 @@ def test_offline_download_says_how_to_get_the_files(tmp_path: Path, single_line_
     result = run_module(
         "tfdock.data",
         ["download", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path)],
-        timeout=60,
+        timeout=300,  # bounds a hang, on a loaded machine too
         env_extra={data.MIRROR_ENV: f"http://127.0.0.1:{closed_port}/"},
     )
     line = single_line_error(result)

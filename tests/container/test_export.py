@@ -55,7 +55,7 @@ def test_model_keras_loads_with_plain_keras_and_no_tfdock(trained_run: Path) -> 
         [sys.executable, "-c", script, str(trained_run / "model.keras")],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # bounds a hang, on a loaded machine too
         check=False,
         cwd="/",
         env=env,

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import SRC, TEST_SUBSET, run_module, train_args
+from conftest import SRC, TEST_SUBSET, TRAIN_SUBSET, run_module, train_args
 
 from tfdock import model as cnn
 from tfdock import train
@@ -65,7 +65,7 @@ def test_same_seed_gives_bit_identical_weights(fashion_dir: Path, tmp_path: Path
     assert not _same_weights(tmp_path / "a", tmp_path / "c")  # the seed really matters
 
 
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> None:
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert process.poll() is None, process.communicate()[1]
@@ -84,19 +84,25 @@ def _start_training(args: list[str]) -> subprocess.Popen:
     )
 
 
+# The killed run is paced (FOR TESTS ONLY: --step-delay after every step, not kept by --resume): after its
+# first checkpoint, epoch 2 lasts at least STEPS_PER_EPOCH x STEP_DELAY_S on any machine.
+STEP_DELAY_S = 0.05
+STEPS_PER_EPOCH = (TRAIN_SUBSET - TRAIN_SUBSET // 10) // 64  # 10% held out, batch 64
+
+
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     fashion_dir: Path, tmp_path: Path
 ) -> None:
     # Mirroring from the second epoch, so that the resumed epochs must also repeat the same flips.
     recipe = ["--epochs", "3", "--flip", "on", "--flip-after", "1"]
-    args = train_args(fashion_dir, tmp_path, *recipe, "--run-name", "killed")
-    process = _start_training(args)
+    paced = ["--step-delay", str(STEP_DELAY_S)]
+    process = _start_training(train_args(fashion_dir, tmp_path, *recipe, "--run-name", "killed", *paced))
     checkpoints = tmp_path / "killed" / "checkpoints"
     _wait_for(checkpoints / "ckpt-1.index", process)
-    time.sleep(1.5)  # into the second epoch
+    time.sleep(STEPS_PER_EPOCH // 2 * STEP_DELAY_S)  # into the second epoch: at most half its steps are done
     process.kill()
     process.wait()
-    assert not (checkpoints / "ckpt-3.index").exists(), "the run finished before it could be killed"
+    assert not (checkpoints / "ckpt-2.index").exists(), "epoch 2 finished before the kill: is it paced?"
     # A newer checkpoint cut short by the kill (data, no entry in the `checkpoint` index) must be ignored.
     (checkpoints / "ckpt-9.index").write_bytes(b"half")
     (checkpoints / "ckpt-9.data-00000-of-00001").write_bytes(b"half-written")
