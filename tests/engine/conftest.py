@@ -111,22 +111,28 @@ def containers_created(client, task: str) -> Iterator[list[str]]:
     created += [event["Actor"]["Attributes"]["name"] for event in events]
 
 
-def still_there(client, names: list[str], timeout: float = 60) -> list[str]:
-    """Those of names the engine still has after a bounded wait: a leak stays, while a container another run
-    of the same task made in the same seconds goes when that run ends."""
+def still_there(client, names, timeout: float = 60, kind: str = "containers") -> list[str]:
+    """Those of names (containers, or networks with kind="networks") the engine still has after a bounded
+    wait: a leak stays, while one another run of the project made in the same seconds goes when it ends."""
     from docker.errors import NotFound
 
     def present() -> list[str]:
         found = []
         for name in names:
             with contextlib.suppress(NotFound):
-                found.append(client.containers.get(name).name)
+                found.append(getattr(client, kind).get(name).name)
         return found
 
     deadline = time.monotonic() + timeout
     while (found := present()) and time.monotonic() < deadline:
         time.sleep(0.5)
     return found
+
+
+def project_networks(client) -> set[str]:
+    return {
+        network.name for network in client.networks.list(filters={"label": f"{run.PROJECT_LABEL}=tfdock"})
+    }
 
 
 def containers_mounting(client, host_dir: Path, status: str = "") -> list:

@@ -33,6 +33,7 @@ wait_until_it_reaches_the_engine = ENGINE.wait_until_it_reaches_the_engine
 wait_for = ENGINE.wait_for
 containers_created = ENGINE.containers_created
 still_there = ENGINE.still_there
+project_networks = ENGINE.project_networks
 free_port = ENGINE.free_port
 
 

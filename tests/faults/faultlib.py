@@ -25,6 +25,8 @@ ROOT = ENGINE.ROOT
 invoke = ENGINE.invoke
 containers_mounting = ENGINE.containers_mounting
 wait_for = ENGINE.wait_for
+still_there = ENGINE.still_there
+project_networks = ENGINE.project_networks
 wait_until_it_reaches_the_engine = ENGINE.wait_until_it_reaches_the_engine
 STEP_DELAY_S = ENGINE.STEP_DELAY_S
 # Small enough to keep a run to seconds on two shared cores, big enough for a few steps per epoch.

@@ -12,14 +12,14 @@ from faultlib import (
     containers_mounting,
     interrupt,
     paced,
+    project_networks,
     start_invoke,
     step_delay_for,
+    still_there,
     train_args,
     wait_for,
     wait_until_it_reaches_the_engine,
 )
-
-from tfdock_host import run
 
 pytestmark = pytest.mark.faults
 
@@ -66,7 +66,7 @@ def dangling_volumes(client) -> set[str]:
 def test_a_signal_at_a_random_moment_stops_the_task_and_leaves_nothing(
     client, fashion_mnist, runtime_image, dev_image, rng, scratch, tally, task, signum, moment
 ):
-    volumes_before = dangling_volumes(client)
+    volumes_before, networks_before = dangling_volumes(client), project_networks(client)
     # scratch is mounted by every task (as outputs or reports): that is how this run's containers are found.
     env = {
         "INVOKE_TFDOCK_OUTPUT_DIR": str(scratch),
@@ -97,6 +97,6 @@ def test_a_signal_at_a_random_moment_stops_the_task_and_leaves_nothing(
     left = containers_mounting(client, scratch)
     tally.containers_left += len(left)
     assert left == [], f"left after {name} {moment}: {[container.name for container in left]}"
-    networks = client.networks.list(filters={"label": f"{run.PROJECT_LABEL}=tfdock"})
-    assert not {network.name for network in networks} & dict(seen).keys()
+    # None of the project's networks made meanwhile stays (one of a concurrent run goes when it ends).
+    assert still_there(client, project_networks(client) - networks_before, kind="networks") == []
     assert dangling_volumes(client) <= volumes_before
