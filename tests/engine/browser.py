@@ -23,8 +23,9 @@ from pathlib import Path
 
 from conftest import ROOT
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Debian's by default; another Chromium and its matching driver by these variables (GitHub's runners).
+CHROMIUM = Path(os.environ.get("TFDOCK_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("TFDOCK_CHROMEDRIVER", "/usr/bin/chromedriver"))
 # Headless as root, with none of the background traffic a closed network refuses.
 CHROMIUM_FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
@@ -60,6 +61,8 @@ def chromium() -> Iterator:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        assert binary.is_file(), f"{binary} is missing: apt-get install chromium chromium-driver"
     profile = tempfile.mkdtemp(prefix="tfdock-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
