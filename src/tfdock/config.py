@@ -14,7 +14,7 @@ from tfdock.errors import ConfigError
 
 DATASETS = ("mnist", "fashion-mnist")
 LR_SCHEDULES = ("restarts", "onecycle", "cosine", "constant")
-MIXED_PRECISION_MODES = ("auto", "on", "off")
+MIXED_PRECISION_MODES = ("auto", "on", "bfloat16", "off")
 FLIP_MODES = ("auto", "on", "off")
 # Datasets whose classes survive a left-right mirror (a mirrored shirt is a shirt; a mirrored 2 is no digit).
 MIRROR_SAFE_DATASETS = ("fashion-mnist",)
@@ -52,10 +52,11 @@ class TrainConfig:
     translate: int = 0
     flip: str = "auto"
     flip_after: int = 3
+    steps_per_call: int = 1
     step_delay: float = 0.0
 
     def __post_init__(self) -> None:
-        minimums = {"epochs": 1, "batch_size": 1, "cpu_devices": 1, "dense": 0}
+        minimums = {"epochs": 1, "batch_size": 1, "cpu_devices": 1, "dense": 0, "steps_per_call": 1}
         minimums.update({"limit_train": 1, "limit_test": 1, "flip_after": 0})
         for name, minimum in minimums.items():
             value = getattr(self, name)
@@ -234,9 +235,19 @@ def build_parser() -> ArgumentParser:
         "--mixed-precision",
         choices=MIXED_PRECISION_MODES,
         default=defaults.mixed_precision,
-        help="mixed_float16; auto = on only when a GPU is visible (it is slow on CPU)",
+        help="on: mixed_float16 with dynamic loss scaling; bfloat16: mixed_bfloat16 (float32's range, no "
+        "loss scaling); auto: bfloat16 on GPUs of compute capability >= 8.0, float16 on 7.x, off below and "
+        "on CPU",
     )
     devices.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    devices.add_argument(
+        "--steps-per-call",
+        type=int,
+        default=defaults.steps_per_call,
+        metavar="N",
+        help="training steps per call into TensorFlow: fewer Python round trips for a small model on a "
+        "GPU; the same weights, and a signal still stops at a step boundary (after up to N steps)",
+    )
     devices.add_argument(
         "--cpu-devices",
         type=int,

@@ -1,7 +1,7 @@
 """All runtime switches, set once before anything else touches TensorFlow.
 
-Seeds, op determinism, logical CPU devices, GPU memory growth, mixed precision, XLA and the distribution
-strategy are decided here; the rest of the package reads the resulting `Runtime`.
+Seeds, op determinism, logical CPU devices, GPU memory growth, mixed precision, XLA, the distribution
+strategy and its collectives are decided here; the rest of the package reads the resulting `Runtime`.
 """
 
 from __future__ import annotations
@@ -9,12 +9,43 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
 
 from tfdock.config import TrainConfig
 from tfdock.errors import ConfigError
+
+FLOAT32 = "float32"
+MIXED_FLOAT16 = "mixed_float16"  # needs loss scaling: float16's range is narrow
+MIXED_BFLOAT16 = "mixed_bfloat16"  # float32's range: no loss scaling
+ComputeCapability = tuple[int, int]
+
+
+def precision_policy(mode: str, capabilities: Sequence[ComputeCapability | None]) -> tuple[str, str]:
+    """(the Keras dtype policy, why) for --mixed-precision `mode` on GPUs of these compute capabilities
+    (None: TensorFlow did not say). Auto goes by the weakest GPU, as every replica runs the same maths:
+    bfloat16 from 8.0 (Ampere on: its tensor cores take bfloat16 at float16's speed, with float32's range),
+    float16 on 7.x (Volta, Turing: tensor cores, no bfloat16), float32 below (6.x runs float16 at a
+    fraction of float32's speed, or no faster) and on CPU (mixed precision there is emulated, slower)."""
+    if mode == "off":
+        return FLOAT32, "--mixed-precision off"
+    if mode == "on":
+        return MIXED_FLOAT16, "--mixed-precision on"
+    if mode == "bfloat16":
+        return MIXED_BFLOAT16, "--mixed-precision bfloat16"
+    if not capabilities:
+        return FLOAT32, "auto: no GPU, and mixed precision is slow on CPU"
+    if None in capabilities:
+        return FLOAT32, "auto: a GPU of unknown compute capability"
+    weakest = min(capability for capability in capabilities if capability is not None)
+    shown = f"compute capability {weakest[0]}.{weakest[1]}"
+    if weakest >= (8, 0):
+        return MIXED_BFLOAT16, f"auto: {shown} has bfloat16 tensor cores"
+    if weakest >= (7, 0):
+        return MIXED_FLOAT16, f"auto: {shown} has float16 tensor cores, no bfloat16"
+    return FLOAT32, f"auto: {shown} has no tensor cores (float16 is no faster there)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,21 +56,30 @@ class Runtime:
     is_chief: bool  # only the chief writes checkpoints, exports and metrics
     devices: tuple[str, ...]
     gpus: tuple[str, ...]
-    mixed_precision: bool
+    precision: str  # the Keras dtype policy
+    precision_reason: str
+    collectives: str  # how the replicas all-reduce ("" for one replica)
     jit_compile: bool
     global_batch_size: int
     learning_rate: float  # the peak rate, scaled linearly with the replicas
 
-    def summary(self) -> str:
+    @property
+    def loss_scaled(self) -> bool:
+        return self.precision == MIXED_FLOAT16
+
+    def summary(self, warmup_steps: int = 0) -> str:
         gpus = ", ".join(self.gpus) or "none"
         plural = "s" if self.replicas > 1 else ""
         strategy = f"{self.strategy_name} ({self.replicas} replica{plural}"
         if self.replicas > 1:
             strategy += f"; global batch {self.global_batch_size}, learning rate x{self.replicas}"
+            if warmup_steps:
+                strategy += f", warmed up from x1 over {warmup_steps} steps"
+            strategy += f"; collectives: {self.collectives}"
         return (
             f"devices: {', '.join(self.devices)} | GPUs visible to TensorFlow: {gpus} "
             f"| strategy: {strategy}) "
-            f"| mixed precision: {'on' if self.mixed_precision else 'off'} "
+            f"| precision: {self.precision} ({self.precision_reason}) "
             f"| XLA: {'on' if self.jit_compile else 'off'}"
         )
 
@@ -64,21 +104,38 @@ def _is_chief(resolver: tf.distribute.cluster_resolver.ClusterResolver) -> bool:
     return task_type in (None, "chief") or (task_type == "worker" and task_id == 0 and not has_chief)
 
 
-def _strategy(cpu_devices: int, gpus: list[str]) -> tuple[tf.distribute.Strategy, str, bool]:
-    """The strategy, its display name, and whether this process is the chief."""
+def _strategy(cpu_devices: int, gpus: list[str]) -> tuple[tf.distribute.Strategy, str, str, bool]:
+    """The strategy, its display name, its collectives, and whether this process is the chief.
+
+    The collectives are chosen here rather than left to TensorFlow: across workers it takes gRPC rings
+    unless told NCCL, which is the fast path between GPUs; on CPUs a ring is the one implementation."""
     if os.environ.get("TF_CONFIG"):
         try:
             json.loads(os.environ["TF_CONFIG"])
         except ValueError:
             raise ConfigError("TF_CONFIG is not valid JSON") from None
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        return strategy, "MultiWorkerMirroredStrategy", _is_chief(strategy.cluster_resolver)
+        implementation = tf.distribute.experimental.CommunicationImplementation
+        chosen = implementation.NCCL if gpus else implementation.RING
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(implementation=chosen)
+        )
+        is_chief = _is_chief(strategy.cluster_resolver)
+        return strategy, "MultiWorkerMirroredStrategy", f"{chosen.value} across workers", is_chief
     if cpu_devices > 1:
         cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(cpus), "MirroredStrategy over logical CPUs", True
+        # TensorFlow's own pick for CPUs, named so that the summary can say it.
+        reduction = tf.distribute.ReductionToOneDevice()
+        strategy = tf.distribute.MirroredStrategy(cpus, cross_device_ops=reduction)
+        return strategy, "MirroredStrategy over logical CPUs", "reduction to one device", True
     if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy(), "MirroredStrategy", True
-    return tf.distribute.get_strategy(), "default", True
+        strategy = tf.distribute.MirroredStrategy(cross_device_ops=tf.distribute.NcclAllReduce())
+        return strategy, "MirroredStrategy", "NCCL all-reduce", True
+    return tf.distribute.get_strategy(), "default", "", True
+
+
+def _compute_capability(gpu: tf.config.PhysicalDevice) -> ComputeCapability | None:
+    capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+    return tuple(capability) if capability else None
 
 
 def setup(config: TrainConfig) -> Runtime:
@@ -91,11 +148,13 @@ def setup(config: TrainConfig) -> Runtime:
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    mixed_precision = config.mixed_precision == "on" or (config.mixed_precision == "auto" and bool(gpus))
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
+    precision, precision_reason = precision_policy(
+        config.mixed_precision, [_compute_capability(gpu) for gpu in gpus]
+    )
+    keras.mixed_precision.set_global_policy(precision)
 
     gpu_names = [gpu.name.removeprefix("/physical_device:") for gpu in gpus]
-    strategy, strategy_name, is_chief = _strategy(config.cpu_devices, gpu_names)
+    strategy, strategy_name, collectives, is_chief = _strategy(config.cpu_devices, gpu_names)
     devices = [device.name.rpartition("device:")[2] for device in tf.config.list_logical_devices()]
     if config.cpu_devices > 1:
         devices = [f"{', '.join(devices)} (logical CPUs: a stand-in for {config.cpu_devices} GPUs)"]
@@ -107,7 +166,9 @@ def setup(config: TrainConfig) -> Runtime:
         is_chief=is_chief,
         devices=tuple(devices),
         gpus=tuple(gpu_names),
-        mixed_precision=mixed_precision,
+        precision=precision,
+        precision_reason=precision_reason,
+        collectives=collectives,
         jit_compile=config.jit_compile,
         global_batch_size=config.batch_size * replicas,
         learning_rate=config.learning_rate * replicas,

@@ -42,46 +42,106 @@ ONECYCLE_MAX_WARMUP_FRACTION = 0.25  # for very short runs
 ONECYCLE_START_DIVISOR = 10  # warm up from peak/10
 
 
+def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    return min(
+        round(steps_per_epoch * ONECYCLE_WARMUP_EPOCHS),
+        int(steps_per_epoch * config.epochs * ONECYCLE_MAX_WARMUP_FRACTION),
+    )
+
+
+def replica_warmup_steps(config: TrainConfig, steps_per_epoch: int, replicas: int) -> int:
+    """Steps over which a rate scaled up for `replicas` ramps from the one-replica rate (0: no ramp). Adam at
+    8x its peak from the first step, before its moment estimates settle, can diverge (Goyal et al. 2017
+    warm up for the same reason); onecycle warms up on its own."""
+    if replicas == 1 or config.lr_schedule == "onecycle":
+        return 0
+    return max(1, warmup_steps(config, steps_per_epoch))
+
+
+@keras.saving.register_keras_serializable("tfdock")
+class ReplicaWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule` (or a constant rate) times a factor that rises linearly from 1/replicas at step 0 to 1 at
+    `warmup_steps` and stays 1: the first step runs at the one-replica rate, every step after the warm-up as
+    `schedule` says. Not saved with model.keras (the export has no optimizer); serialisable all the same."""
+
+    def __init__(
+        self,
+        schedule: float | keras.optimizers.schedules.LearningRateSchedule,
+        warmup_steps: int,
+        replicas: int,
+    ) -> None:
+        self.schedule = schedule
+        self.warmup_steps = warmup_steps
+        self.replicas = replicas
+
+    def __call__(self, step: Any) -> Any:
+        rate = self.schedule(step) if callable(self.schedule) else self.schedule
+        progress = keras.ops.minimum(keras.ops.cast(step, "float32") / self.warmup_steps, 1.0)
+        start = 1 / self.replicas
+        return rate * (start + (1 - start) * progress)
+
+    def get_config(self) -> dict[str, Any]:
+        schedule = self.schedule
+        if not isinstance(schedule, float):
+            schedule = keras.optimizers.schedules.serialize(schedule)
+        return {
+            "schedule": schedule,
+            "warmup_steps": self.warmup_steps,
+            "replicas": self.replicas,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ReplicaWarmup:
+        schedule = config.pop("schedule")
+        if not isinstance(schedule, float):
+            schedule = keras.optimizers.schedules.deserialize(schedule)
+        return cls(schedule, **config)
+
+
 def learning_rate_schedule(
-    config: TrainConfig, peak: float, steps_per_epoch: int
+    config: TrainConfig, peak: float, steps_per_epoch: int, replicas: int = 1
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """Built-in Keras schedules only, so the optimizer state checkpoints without custom objects."""
+    """The rate by global step; `peak` is already scaled for `replicas` (see replica_warmup_steps)."""
     total_steps = steps_per_epoch * config.epochs
+    schedule: float | keras.optimizers.schedules.LearningRateSchedule
     if config.lr_schedule == "constant":
-        return peak
-    if config.lr_schedule == "restarts":
+        schedule = peak
+    elif config.lr_schedule == "restarts":
         # SGDR: cosine cycles that double in length (1, 2, 4, 8 epochs for a 15-epoch run), sized so that the
         # last one ends with the run (rounded up: never a restart in its last steps). Each cycle ends at a low
         # rate, so the model is good early (after the first epoch), not only at the end.
         cycles = max(1, int(math.log2(config.epochs + 1)))
-        return keras.optimizers.schedules.CosineDecayRestarts(
+        schedule = keras.optimizers.schedules.CosineDecayRestarts(
             peak, first_decay_steps=math.ceil(total_steps / (2**cycles - 1)), t_mul=2.0, m_mul=1.0
         )
-    if config.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(peak, decay_steps=total_steps)
-    warmup_steps = min(
-        round(steps_per_epoch * ONECYCLE_WARMUP_EPOCHS), int(total_steps * ONECYCLE_MAX_WARMUP_FRACTION)
-    )
-    return keras.optimizers.schedules.CosineDecay(
-        peak / ONECYCLE_START_DIVISOR,
-        decay_steps=total_steps - warmup_steps,
-        warmup_target=peak,
-        warmup_steps=warmup_steps,
-    )
+    elif config.lr_schedule == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(peak, decay_steps=total_steps)
+    else:
+        ramp = warmup_steps(config, steps_per_epoch)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            peak / ONECYCLE_START_DIVISOR,
+            decay_steps=total_steps - ramp,
+            warmup_target=peak,
+            warmup_steps=ramp,
+        )
+    ramp = replica_warmup_steps(config, steps_per_epoch, replicas)
+    return ReplicaWarmup(schedule, ramp, replicas) if ramp else schedule
 
 
 def make_optimizer(
     config: TrainConfig, env: runtime.Runtime, steps_per_epoch: int
 ) -> keras.optimizers.Optimizer:
-    schedule = learning_rate_schedule(config, env.learning_rate, steps_per_epoch)
+    schedule = learning_rate_schedule(config, env.learning_rate, steps_per_epoch, env.replicas)
     optimizer: keras.optimizers.Optimizer = keras.optimizers.Adam(schedule)
-    if env.mixed_precision:
+    if env.loss_scaled:
+        # Holds the scale and its growth counter (checkpointed with the optimizer); the Trainer's step
+        # applies them, not LossScaleOptimizer.apply_gradients (see Trainer._loss_scaled_step).
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
 
 class Trainer:
-    """The compiled pieces of the loop: a distributed train step and a distributed evaluation.
+    """The compiled pieces of the loop: distributed train steps and a distributed evaluation.
 
     `label_smoothing` applies to the training loss only; evaluation always reports plain cross-entropy.
     """
@@ -102,19 +162,29 @@ class Trainer:
         with self.strategy.scope():
             # Create the slot variables now: created lazily inside the replicated step, they break Mirrored.
             optimizer.build(model.trainable_variables)
+            # (loss sum, correct, count) since the last take_train_metrics: each replica adds its own, and
+            # reading sums them, so the replicas reduce once per epoch instead of three times per step.
+            self._train_totals = tf.Variable(
+                tf.zeros(3),
+                trainable=False,
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.SUM,
+            )
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
         self.label_smoothing = label_smoothing
         # Keras's sparse loss has no label smoothing: the training loss takes one-hot labels instead.
         self.smoothed_loss_fn = keras.losses.CategoricalCrossentropy(
             label_smoothing=label_smoothing, reduction=None
         )
-        # Updated in cross-replica context from already-reduced sums, so plain (non-mirrored) variables.
-        self.train_loss = keras.metrics.Mean("loss")
-        self.train_accuracy = keras.metrics.Mean("accuracy")
         # XLA compiles only the per-replica maths; gradient all-reduce and apply stay outside it.
         self._gradients = tf.function(self._gradients_fn, jit_compile=env.jit_compile)
-        self._train_step = tf.function(self._train_step_fn)
+        self._train_step = tf.function(self._step)
+        self._train_steps = tf.function(self._train_steps_fn)
         self._eval_step = tf.function(self._eval_step_fn)
+
+    @property
+    def loss_scale(self) -> keras.optimizers.LossScaleOptimizer | None:
+        return self.optimizer if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) else None
 
     def _sums(
         self, labels: tf.Tensor, probabilities: tf.Tensor, training: bool = False
@@ -128,25 +198,74 @@ class Trainer:
         correct = tf.cast(tf.argmax(probabilities, axis=-1) == tf.cast(labels, tf.int64), tf.float32)
         return tf.reduce_sum(losses), tf.reduce_sum(correct), tf.cast(tf.size(labels), tf.float32)
 
-    def _gradients_fn(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[Any, ...]:
+    def _gradients_fn(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[Any, tf.Tensor]:
+        """The gradients (times the loss scale, when there is one) and this replica's (loss sum, correct,
+        count)."""
         global_batch = tf.cast(tf.size(labels), tf.float32) * self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
             probabilities = self.model(images, training=True)
             loss_sum, correct, count = self._sums(labels, probabilities, training=True)
             loss = loss_sum / global_batch  # so that summing gradients over replicas averages them
-            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-                loss = self.optimizer.scale_loss(loss)
-        return tape.gradient(loss, self.model.trainable_variables), loss_sum, correct, count
+            if self.loss_scale:
+                loss = self.loss_scale.scale_loss(loss)
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        return gradients, tf.stack([loss_sum, correct, count])
 
-    def _train_step_fn(self, images: Any, labels: Any) -> None:
-        def replica_step(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            gradients, *sums = self._gradients(images, labels)
-            self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables, strict=True))
-            return tuple(sums)
+    def _train_steps_fn(self, batches: Any, steps: tf.Tensor) -> None:
+        for _ in tf.range(steps):
+            self._step(*next(batches))
 
-        loss_sum, correct, count = self._reduce(self.strategy.run(replica_step, args=(images, labels)))
-        self.train_loss.update_state(loss_sum / count, sample_weight=count)
-        self.train_accuracy.update_state(correct / count, sample_weight=count)
+    def _step(self, images: Any, labels: Any) -> None:
+        if self.loss_scale:
+            self._loss_scaled_step(images, labels)
+        else:
+            self.strategy.run(self._replica_step, args=(images, labels))
+
+    def _replica_step(self, images: tf.Tensor, labels: tf.Tensor) -> None:
+        gradients, totals = self._gradients(images, labels)
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables, strict=True))
+        self._train_totals.assign_add(totals)
+
+    def _loss_scaled_step(self, images: Any, labels: Any) -> None:
+        """Dynamic loss scaling as LossScaleOptimizer does it (unscale and apply when every gradient is
+        finite, and double the scale after `dynamic_growth_steps` such steps; else skip the step and halve
+        the scale), with one difference: "finite" is decided over the gradients of EVERY replica. Keras 3.15
+        decides it from the first replica's own gradients before they are summed, so an overflow on another
+        replica applied inf to the weights (Mirrored) or left one worker all-reducing alone (multi-worker)."""
+        scaler = self.loss_scale
+        assert scaler is not None
+
+        def replica_gradients(images: tf.Tensor, labels: tf.Tensor) -> tuple[Any, tf.Tensor]:
+            gradients, totals = self._gradients(images, labels)
+            self._train_totals.assign_add(totals)
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+            return gradients, tf.cast(tf.logical_not(finite), tf.float32)
+
+        gradients, overflowed = self.strategy.run(replica_gradients, args=(images, labels))
+        # Summed over the replicas of every worker: all of them take the same branch below.
+        overflows = self.strategy.reduce(tf.distribute.ReduceOp.SUM, overflowed, axis=None)
+
+        def apply_unscaled() -> None:
+            scale = tf.convert_to_tensor(scaler.dynamic_scale)
+
+            def replica_apply(gradients: list[tf.Tensor]) -> None:
+                unscaled = [gradient / scale for gradient in gradients]
+                scaler.inner_optimizer.apply_gradients(
+                    zip(unscaled, self.model.trainable_variables, strict=True)
+                )
+
+            self.strategy.run(replica_apply, args=(gradients,))
+            counter = tf.convert_to_tensor(scaler.step_counter)
+            grow = counter >= scaler.dynamic_growth_steps - 1
+            scaler.step_counter.assign(tf.where(grow, tf.zeros_like(counter), counter + 1))
+            scaler.dynamic_scale.assign(tf.where(grow, scale * 2, scale))
+
+        def skip() -> None:
+            scaler.step_counter.assign(tf.zeros_like(scaler.step_counter))
+            scaler.dynamic_scale.assign(scaler.dynamic_scale * 0.5)
+
+        # In cross-replica context: a cond in replica context may not hold the apply's merge_call.
+        tf.cond(overflows == 0, apply_unscaled, skip)
 
     def _eval_step_fn(self, images: Any, labels: Any, as_exported: bool) -> tuple[tf.Tensor, ...]:
         model = self.inference_model if as_exported else self.model
@@ -154,9 +273,7 @@ class Trainer:
         def replica_step(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
             return self._sums(labels, model(images, training=False))
 
-        return self._reduce(self.strategy.run(replica_step, args=(images, labels)))
-
-    def _reduce(self, per_replica: tuple[Any, ...]) -> tuple[tf.Tensor, ...]:
+        per_replica = self.strategy.run(replica_step, args=(images, labels))
         return tuple(
             self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in per_replica
         )
@@ -165,14 +282,18 @@ class Trainer:
         return self.strategy.experimental_distribute_dataset(dataset)
 
     def train_step(self, batch: Any) -> None:
+        """One training step on one distributed batch."""
         self._train_step(*batch)
+
+    def train_steps(self, batches: Any, steps: int) -> None:
+        """The next `steps` training steps, on batches from `batches` (an iterator over `distribute`)."""
+        self._train_steps(batches, tf.constant(steps, tf.int64))
 
     def take_train_metrics(self) -> tuple[float, float]:
         """(loss, accuracy) over the steps since the last call."""
-        result = float(self.train_loss.result()), float(self.train_accuracy.result())
-        self.train_loss.reset_state()
-        self.train_accuracy.reset_state()
-        return result
+        loss_sum, correct, count = self._train_totals.read_value().numpy()
+        self._train_totals.assign(tf.zeros(3))
+        return float(loss_sum / count), float(correct / count)
 
     def evaluate(self, dataset: tf.data.Dataset, as_exported: bool = False) -> tuple[float, float]:
         """(mean loss, accuracy) over a whole dataset, of the model being trained or of it as exported."""
@@ -320,10 +441,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
             profile=config.profile,
             download=config.download,
             step_delay=config.step_delay,  # a test's pacing, not part of the run
+            steps_per_call=config.steps_per_call,  # the same weights whatever it is
             resume=str(resume_dir),
         )
     env = runtime.setup(config)
-    print(env.summary(), flush=True)
     (train_images, train_labels), validation, test = _load_arrays(config)
     run_dir = resume_dir if resume_dir and env.is_chief else _prepare_run_dir(config, env)
 
@@ -340,6 +461,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             f"{len(train_images)} training images make no full batch of {env.global_batch_size}",
             "lower --batch-size or raise --limit-train",
         )
+    print(env.summary(replica_warmup_steps(config, steps_per_epoch, env.replicas)), flush=True)
     with env.strategy.scope():
         model = cnn.build(config)
         optimizer = make_optimizer(config, env, steps_per_epoch)
@@ -380,6 +502,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
             "devices": list(env.devices),
             "gpus": list(env.gpus),
             "strategy": env.strategy_name,
+            "collectives": env.collectives,
+            "precision": env.precision,
             "replicas": env.replicas,
             "global_batch_size": env.global_batch_size,
             "config": dataclasses.asdict(config),
@@ -394,12 +518,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
             epoch_started = time.perf_counter()
             # The global step, counted here: reading optimizer.iterations back would wait for every step.
             step = epoch * steps_per_epoch
-            for batch in trainer.distribute(batches_for_epoch(epoch)):
-                profiler.before_step(step)
-                trainer.train_step(batch)
+            end = step + steps_per_epoch
+            batches = iter(trainer.distribute(batches_for_epoch(epoch)))
+            while step < end:
+                steps = min(config.steps_per_call, end - step)
+                profiler.before_steps(step, steps)
+                trainer.train_steps(batches, steps)
                 if config.step_delay:  # tests only: work that outlasts a chosen moment on any machine
-                    time.sleep(config.step_delay)
-                step += 1
+                    time.sleep(config.step_delay * steps)
+                step += steps
                 cli.stop_signals.raise_if_pending()
             training_seconds = time.perf_counter() - epoch_started
             loss, accuracy = trainer.take_train_metrics()
@@ -410,6 +537,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 "images_per_second": steps_per_epoch * env.global_batch_size / training_seconds,
                 "training_seconds": training_seconds,
             }
+            if trainer.loss_scale:
+                scalars["loss_scale"] = float(trainer.loss_scale.dynamic_scale.numpy())
             if len(validation[0]):
                 scalars["val_loss"], scalars["val_accuracy"] = trainer.evaluate(validation_batches)
             epochs_done.assign(epoch + 1)
@@ -451,13 +580,16 @@ class Profiler:
         self.logdir = logdir
         self.active = False
 
-    def before_step(self, step: int) -> None:
+    def before_steps(self, first: int, count: int) -> None:
+        """Before the call that runs steps [first, first + count): traces whole calls, from the one that
+        holds START to the one before STOP."""
         if self.steps is None:
             return
-        if step == self.steps[0] and not self.active:
+        start, stop = self.steps
+        if not self.active and first < stop and first + count > start:
             tf.profiler.experimental.start(str(self.logdir))
             self.active = True
-        elif step == self.steps[1]:
+        elif self.active and first >= stop:
             self.stop()
 
     def stop(self) -> None:
