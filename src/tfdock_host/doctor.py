@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from tfdock_host import engine, gpus, image
+from tfdock_host import engine, gpu_compat, gpus, image
 from tfdock_host.engine import NO_NVIDIA_RUNTIME
 from tfdock_host.errors import EngineError, UsageError
 from tfdock_host.run import RunSpec, task_spec
@@ -58,7 +58,6 @@ GPU_DRIVER_FIX = (
     "on a host with an NVIDIA GPU: install its driver (`nvidia-smi` must work on the host) and the NVIDIA "
     "Container Toolkit; or use --gpus none"
 )
-TENSORFLOW_PROBE = "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))"
 STATUS_STYLES: Mapping[Status, str] = {OK: "green", WARN: "yellow", FAIL: "bold red", SKIP: "dim"}
 
 
@@ -259,7 +258,8 @@ def gpus_in_container_check(probe: ProbeResult | None) -> Check:
 
 
 def tensorflow_check(tag: str, probe: ProbeResult | None) -> Check:
-    """`tf.config.list_physical_devices('GPU')` in the runtime image, with the GPU request."""
+    """gpu_compat.TENSORFLOW_PROBE in the runtime image, with the GPU request: each GPU's compute capability
+    against the build's CUDA targets, and a conv forward/backward and an XLA matmul on it."""
     if probe is None:
         return Check(
             TENSORFLOW_GPUS, SKIP, f"{tag} is not built", "invoke build --target runtime --variant gpu"
@@ -268,8 +268,8 @@ def tensorflow_check(tag: str, probe: ProbeResult | None) -> Check:
         return Check(
             TENSORFLOW_GPUS, FAIL, f"{tag} would not start with GPUs: {probe.refusal}", GPU_DRIVER_FIX
         )
-    lines = probe.stdout.split()
-    if probe.exit_code != 0 or not lines or not lines[-1].isdigit():
+    report = gpu_compat.ProbeReport.parse(probe.stdout) if probe.exit_code == 0 else None
+    if report is None:
         reason = _last_line(probe.stderr)
         return Check(
             TENSORFLOW_GPUS,
@@ -277,9 +277,42 @@ def tensorflow_check(tag: str, probe: ProbeResult | None) -> Check:
             f"TensorFlow in {tag} failed (exit {probe.exit_code}): {reason}",
             GPU_DRIVER_FIX,
         )
-    if lines[-1] == "0":
-        return Check(TENSORFLOW_GPUS, FAIL, f"TensorFlow in {tag} sees no GPU", GPU_DRIVER_FIX)
-    return Check(TENSORFLOW_GPUS, OK, f"TensorFlow in {tag} sees {lines[-1]} GPU(s)")
+    if not report.gpus:
+        # TensorFlow's last word on stderr says why ("Cannot dlopen some GPU libraries ...").
+        reason = gpu_compat.tensorflow_reason(probe.stderr) or "TensorFlow logged no reason"
+        return Check(TENSORFLOW_GPUS, FAIL, f"{report.build} in {tag} sees no GPU: {reason}", GPU_DRIVER_FIX)
+    rows: list[tuple[Status, str, str]] = [
+        _gpu_row(index, gpu, report.targets) for index, gpu in enumerate(report.gpus)
+    ]
+    if report.profiling == "admin-only":
+        rows.append(
+            (
+                WARN,
+                "GPU profiling is for admins only (CUPTI: a --profile trace has no GPU)",
+                gpu_compat.PROFILING_FIX,
+            )
+        )
+    status = next((level for level in (FAIL, WARN) if any(row[0] == level for row in rows)), OK)
+    fixes = list(dict.fromkeys(fix for level, _, fix in rows if level != OK and fix))
+    return Check(
+        TENSORFLOW_GPUS,
+        status,
+        f"{report.build} in {tag}: " + "; ".join(detail for _, detail, _ in rows),
+        "; ".join(fixes),
+    )
+
+
+def _gpu_row(index: int, gpu: gpu_compat.Gpu, targets: Sequence[str]) -> tuple[Status, str, str]:
+    """(status, detail, fix) of one GPU the probe found."""
+    name = f"GPU {index} {gpu.name}"
+    if gpu.capability is None:
+        return WARN, f"{name}: no compute capability reported", ""
+    support = gpu_compat.kernel_support(gpu.capability, targets)
+    ran = f"conv {gpu.conv}, XLA {gpu.xla}"
+    status: Status = {"ok": OK, "warn": WARN, "FAIL": FAIL}[support.level]
+    if gpu.conv != "ok" or gpu.xla != "ok":
+        status = FAIL
+    return status, f"{name} ({support.detail}): {ran}", support.fix or GPU_DRIVER_FIX
 
 
 def gpu_verdict(check: Check, wanted: bool) -> Check:
@@ -359,7 +392,7 @@ def _gpu_checks(
         checks.append(_needs(TENSORFLOW_GPUS, "the NVIDIA runtime", NVIDIA_RUNTIME))
     else:
         tag = image.latest_tag(settings, image.variant_for(settings, wants_gpus=True), "runtime")
-        spec = _probe_spec(tag, ["python", "-c", TENSORFLOW_PROBE], gpu_requests)
+        spec = _probe_spec(tag, ["python", "-c", gpu_compat.TENSORFLOW_PROBE], gpu_requests)
         tensorflow = _probe(client, spec, TENSORFLOW_TIMEOUT_S) if _exists(client, tag) else None
         checks.append(tensorflow_check(tag, tensorflow))
     return [gpu_verdict(check, wanted) for check in checks]

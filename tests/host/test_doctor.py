@@ -1,5 +1,6 @@
 """`invoke doctor`'s decisions, on plain values and fake probe results: no engine needed."""
 
+import json
 import socket
 
 import pytest
@@ -96,20 +97,53 @@ def test_a_registered_runtime_and_listed_gpus_pass():
     assert check.detail == "GPU 0: NVIDIA A100-SXM4-40GB; GPU 1: NVIDIA A100-SXM4-40GB"
 
 
+def _tensorflow_probe(gpus: list[dict], profiling: str | None = "open", stderr: str = "") -> ProbeResult:
+    report = {
+        "tensorflow": "2.21.0",
+        "cuda": "12.5.1",
+        "cudnn": "9",
+        "targets": ["sm_60", "sm_70", "sm_80", "sm_89", "sm_90", "compute_90"],
+        "gpus": gpus,
+        "profiling": profiling,
+    }
+    return ProbeResult(exit_code=0, stdout=json.dumps(report) + "\n", stderr=stderr)
+
+
+def _gpu(name: str, capability: list[int], conv: str = "ok", xla: str = "ok") -> dict:
+    return {"name": name, "compute_capability": capability, "conv": conv, "xla": xla}
+
+
+A100 = _gpu("NVIDIA A100-SXM4-40GB", [8, 0])
+NO_GPU_LIBRARIES = "W tensorflow/core/common_runtime/gpu/gpu_device.cc] Cannot dlopen some GPU libraries."
+
+
 @pytest.mark.parametrize(
     ("probe", "status", "detail"),
     [
-        (ProbeResult(exit_code=0, stdout="2\n"), OK, "sees 2 GPU(s)"),
-        (ProbeResult(exit_code=0, stdout="0\n"), FAIL, "sees no GPU"),
+        (_tensorflow_probe([A100, A100]), OK, "GPU 1 NVIDIA A100-SXM4-40GB (8.0: sm_80 kernels): conv ok"),
+        (_tensorflow_probe([A100]), OK, "TensorFlow 2.21.0 (CUDA 12.5.1, cuDNN 9, sm_60"),
+        (_tensorflow_probe([], stderr=f"{NO_GPU_LIBRARIES}\n"), FAIL, f"sees no GPU: {NO_GPU_LIBRARIES}"),
+        (_tensorflow_probe([_gpu("NVIDIA GeForce RTX 5090", [12, 0], conv="CUDA_ERROR_INVALID_PTX")]), FAIL,
+         "12.0 (Blackwell or later)"),
+        (_tensorflow_probe([_gpu("Tesla V100", [7, 0], xla="INTERNAL: ptxas exited with an error")]), FAIL,
+         "XLA INTERNAL: ptxas exited"),
+        (_tensorflow_probe([A100], profiling="admin-only"), WARN, "GPU profiling is for admins only"),
+        (ProbeResult(exit_code=0, stdout="2\n"), FAIL, "failed (exit 0)"),
         (ProbeResult(exit_code=1, stderr="ImportError: libcuda.so.1\n"), FAIL, "ImportError: libcuda.so.1"),
         (ProbeResult(refusal="no result within 180 s"), FAIL, "no result within 180 s"),
         (None, SKIP, "tfdock:latest-gpu is not built"),
     ],
-)
+)  # fmt: skip
 def test_tensorflow_gpu_check(probe, status, detail):
     check = doctor.tensorflow_check("tfdock:latest-gpu", probe)
-    assert check.status == status and detail in check.detail
+    assert check.status == status and detail in check.detail, check
     assert check.status == OK or check.fix
+
+
+def test_the_fixes_say_what_each_problem_needs():
+    blackwell = _tensorflow_probe([_gpu("NVIDIA B200", [10, 0], conv="CUDA_ERROR_INVALID_PTX")], "admin-only")
+    check = doctor.tensorflow_check("tfdock:latest-gpu", blackwell)
+    assert "needs another base" in check.fix and "NVreg_RestrictProfilingToAdminUsers=0" in check.fix
 
 
 @pytest.mark.parametrize(

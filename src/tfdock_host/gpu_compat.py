@@ -1,0 +1,214 @@
+"""Will TensorFlow run on this GPU? The doctor's TensorFlow probe (code run in the runtime image) and the
+plain decisions over what it reports: no TensorFlow here (the host never imports it), so testable anywhere.
+
+CUDA's rules for a GPU of compute capability X.Y and a build's targets: machine code for sm_X.y runs on X.Y
+when y <= Y (same major: binary compatible), except arch-specific `sm_XYa` code, which runs on X.Y only; PTX
+for compute_AB can be compiled by the driver for any AB <= X.Y, at the first use of each kernel (the JIT:
+minutes for TensorFlow, cached in ~/.nv/ComputeCache). Blackwell (10.0 and later) is the exception this
+table knows: with only older PTX, TensorFlow 2.21's wheel is reported to fail there (CUDA_ERROR_INVALID_PTX;
+XLA aborts on sm_120: tensorflow/tensorflow issues 99592, 101746, 111958).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+Level = Literal["ok", "warn", "FAIL"]
+Capability = tuple[int, int]
+BLACKWELL = (10, 0)
+
+# Runs in the runtime image with the GPU request, as `python -c`; its last stdout line is one JSON report.
+# TF_CPP_MIN_LOG_LEVEL=1 keeps TensorFlow's warnings (why it found no GPU: "Cannot dlopen some GPU
+# libraries ...") on stderr; tensorflow_reason() picks them from between the info lines TF 2.21 prints anyway.
+TENSORFLOW_PROBE = """\
+import json, os
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"
+import tensorflow as tf
+
+def conv():
+    images = tf.random.normal([4, 16, 16, 3])
+    kernel = tf.Variable(tf.random.normal([3, 3, 3, 8]))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.nn.conv2d(images, kernel, 1, "SAME") ** 2)
+    float(tf.reduce_sum(tape.gradient(loss, kernel)))
+
+def xla():
+    matrix = tf.random.normal([64, 64])
+    float(tf.reduce_sum(tf.function(tf.linalg.matmul, jit_compile=True)(matrix, matrix)))
+
+def outcome(check):
+    try:
+        check()
+        return "ok"
+    except Exception as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return (lines[-1] if lines else type(error).__name__)[:300]
+
+build = tf.sysconfig.get_build_info()
+report = {
+    "tensorflow": tf.__version__,
+    "cuda": build.get("cuda_version"),
+    "cudnn": build.get("cudnn_version"),
+    "targets": list(build.get("cuda_compute_capabilities") or []),
+    "gpus": [],
+    "profiling": None,
+}
+for index, gpu in enumerate(tf.config.list_physical_devices("GPU")):
+    details = tf.config.experimental.get_device_details(gpu)
+    with tf.device(f"/GPU:{index}"):
+        report["gpus"].append({
+            "name": details.get("device_name", gpu.name),
+            "compute_capability": list(details.get("compute_capability") or []),
+            "conv": outcome(conv),
+            "xla": outcome(xla),
+        })
+try:
+    with open("/proc/driver/nvidia/params") as params:
+        report["profiling"] = "admin-only" if "RmProfilingAdminOnly: 1" in params.read() else "open"
+except OSError:
+    pass
+print(json.dumps(report))
+"""
+
+PROFILING_FIX = (
+    "for GPU traces with --profile: `options nvidia NVreg_RestrictProfilingToAdminUsers=0` in "
+    "/etc/modprobe.d/nvidia-profiling.conf on the host, then reboot (docs/ide.md)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Support:
+    level: Level
+    detail: str
+    fix: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Gpu:
+    name: str
+    capability: Capability | None
+    conv: str  # "ok" or TensorFlow's error
+    xla: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeReport:
+    tensorflow: str
+    cuda: str | None
+    cudnn: str | None
+    targets: tuple[str, ...]
+    gpus: tuple[Gpu, ...]
+    profiling: str | None  # "admin-only", "open", or None where the driver's params are not visible
+
+    @classmethod
+    def parse(cls, stdout: str) -> ProbeReport | None:
+        """The probe's report from its stdout, or None if its last line is no report."""
+        lines = stdout.strip().splitlines()
+        try:
+            fields: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+            gpus = tuple(
+                Gpu(
+                    gpu["name"],
+                    tuple(gpu["compute_capability"]) if gpu["compute_capability"] else None,
+                    gpu["conv"],
+                    gpu["xla"],
+                )
+                for gpu in fields["gpus"]
+            )
+            return cls(
+                fields["tensorflow"],
+                fields["cuda"],
+                fields["cudnn"],
+                tuple(fields["targets"]),
+                gpus,
+                fields["profiling"],
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    @property
+    def build(self) -> str:
+        if not self.cuda:
+            return f"TensorFlow {self.tensorflow} (not a CUDA build)"
+        return (
+            f"TensorFlow {self.tensorflow} (CUDA {self.cuda}, cuDNN {self.cudnn}, {', '.join(self.targets)})"
+        )
+
+
+# What TensorFlow logs at every start whatever TF_CPP_MIN_LOG_LEVEL says: info lines ("I0000 00:00:...
+# port.cc:153] oneDNN custom operations are on") and absl's note about them.
+_CHATTER = re.compile(r"I\d{4} |WARNING: All log messages before absl::InitializeLog\(\)")
+
+
+def tensorflow_reason(stderr: str) -> str | None:
+    """TensorFlow's last word on stderr that is not start-up chatter: why it found no GPU, say."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    said = [line for line in lines if not _CHATTER.match(line)]
+    return said[-1] if said else None
+
+
+def _targets(targets: Sequence[str]) -> tuple[set[Capability], set[Capability], set[Capability]]:
+    """(machine code, arch-specific machine code, PTX) capabilities of build targets such as sm_80,
+    sm_90a, compute_90 (or 8.0, as some builds write them)."""
+    code: set[Capability] = set()
+    exact: set[Capability] = set()
+    ptx: set[Capability] = set()
+    for target in targets:
+        match = re.fullmatch(r"(sm|compute)_(\d+?)(\d)(a?)|(\d+)\.(\d)", target.strip())
+        if not match:
+            continue
+        if match.group(5):
+            code.add((int(match.group(5)), int(match.group(6))))
+            continue
+        capability = (int(match.group(2)), int(match.group(3)))
+        if match.group(1) == "compute":
+            ptx.add(capability)
+        else:
+            (exact if match.group(4) else code).add(capability)
+    return code, exact, ptx
+
+
+def _shown(capability: Capability) -> str:
+    return f"{capability[0]}.{capability[1]}"
+
+
+def kernel_support(capability: Capability, targets: Sequence[str]) -> Support:
+    """Whether a build with these CUDA targets has kernels for a GPU of this compute capability."""
+    if not targets:
+        return Support("FAIL", "this TensorFlow has no CUDA kernels", "use the gpu variant (--variant gpu)")
+    code, exact, ptx = _targets(targets)
+    shown = _shown(capability)
+    native = [c for c in code if c[0] == capability[0] and c[1] <= capability[1]] + [
+        c for c in exact if c == capability
+    ]
+    if native:
+        return Support("ok", f"{shown}: sm_{''.join(map(str, max(native)))} kernels")
+    jit = sorted(c for c in ptx if c <= capability)
+    if capability >= BLACKWELL:
+        via = f" (only compute_{''.join(map(str, jit[-1]))} PTX, which fails to JIT there)" if jit else ""
+        return Support(
+            "FAIL",
+            f"{shown} (Blackwell or later): this TensorFlow has no kernels for it{via}",
+            "needs another base: a TensorFlow whose tf.sysconfig.get_build_info() lists "
+            f"sm_{capability[0]}{capability[1]} (a newer TensorFlow, or a --base-image with one); "
+            "or --gpus none",
+        )
+    if jit:
+        source = "".join(map(str, jit[-1]))
+        return Support(
+            "warn",
+            f"{shown}: no machine code for it, the driver compiles compute_{source} PTX on first use "
+            "(minutes of JIT at the start of every run: ~/.nv lives in the container's tmpfs HOME)",
+            "expect a slow start; a GPU with native kernels avoids it",
+        )
+    oldest = min(code | exact | ptx) if code | exact | ptx else None
+    below = f", older than its oldest target {_shown(oldest)}" if oldest else ""
+    return Support(
+        "FAIL",
+        f"{shown}: this TensorFlow has no kernels for it{below}",
+        "use a newer GPU, an older TensorFlow built for it, or --gpus none",
+    )
