@@ -23,7 +23,14 @@ logging.getLogger("urllib3").setLevel(logging.WARNING)
 # A project made with `copier copy` carries only its own suites: the tool's (host, engine, faults) are
 # tfdock's, which its CI runs.
 ROOT = Path(__file__).resolve().parent
-SUITE_DIRS = {"lint": "", "host": "host", "tests": "container", "engine": "engine", "faults": "faults"}
+SUITE_DIRS = {
+    "lint": "",
+    "host": "host",
+    "tests": "container",
+    "engine": "engine",
+    "faults": "faults",
+    "template": "template",
+}
 nox.options.sessions = [name for name, suite in SUITE_DIRS.items() if (ROOT / "tests" / suite).is_dir()]
 nox.options.error_on_missing_interpreters = True
 HOST_REQUIREMENTS = ["--require-hashes", "-r", "requirements/host.txt", "-r", "requirements/host-test.txt"]
@@ -78,6 +85,13 @@ def engine(session: nox.Session) -> None:
 def faults(session: nox.Session) -> None:
     """Fault injection on the real engine (as root; stops the daemon once): kills, signals, disk, input."""
     on_the_host(session, "faults")
+
+
+@nox.session
+def template(session: nox.Session) -> None:
+    """tfdock as a copier template: projects generated and updated with copier, then (on the real engine)
+    a generated project's README commands and an entry point of its own through train, workers, debug, k8s."""
+    on_the_host(session, "template")
 
 
 @nox.session(venv_backend="none", default=False)
