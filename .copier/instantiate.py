@@ -9,8 +9,11 @@ which regenerates the old version with the old task and the new one with the new
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 TOOL = "tfdock"
@@ -56,13 +59,29 @@ def _rewrite(path: Path, change) -> None:
 
 def _adopt_cnn(project: Path, package: str) -> None:
     (project / "src" / TOOL).rename(project / "src" / package)
-    for path in [
-        *(project / "src" / package).rglob("*.py"),
-        *(project / "tests" / "container").rglob("*.py"),
-    ]:
+    code = [project / "src" / package, project / "tests" / "container"]
+    for path in [path for directory in code for path in directory.rglob("*.py")]:
         _rewrite(path, lambda text: _rename_package(text, package))
     _rewrite(project / "docs" / "recipe.md", lambda text: _rename_package(text, package))
     _rewrite(project / "invoke.yaml", lambda text: _contract_renamed(text, package))
+    if len(package) > len(TOOL):
+        _refit_lines(project, code)
+
+
+def _refit_lines(project: Path, code: list[Path]) -> None:
+    """A longer name can push a line past the line length: ruff formats the renamed code again (copier
+    run as `uvx --with ruff copier ...`, as the README says), and a string no formatter can split gets
+    the name's extra width. Without ruff, `invoke lint` names the lines to rewrap."""
+    pyproject = project / "pyproject.toml"
+    found = re.search(r"^line-length = (\d+)", pyproject.read_text(), re.M)
+    longest = (int(found.group(1)) if found else 88) + 10
+    section = f"[tool.ruff.lint.pycodestyle]\nmax-line-length = {longest}\n\n[tool.ruff.lint]\n"
+    _rewrite(pyproject, lambda text: text.replace("[tool.ruff.lint]\n", section, 1))
+    if importlib.util.find_spec("ruff"):
+        command = [sys.executable, "-m", "ruff", "format", "--quiet", *map(str, code)]
+        subprocess.run(command, cwd=project, check=True)
+    else:
+        print("no ruff here: `invoke lint` may find lines that the longer package name made too long")
 
 
 def _contract_renamed(text: str, package: str) -> str:
