@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nox
 
+# As in tasks.py: the host package is not installed, so a clone (or copier project) runs its own copy.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
 from tfdock_host import settings as project_settings

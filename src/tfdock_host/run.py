@@ -1,19 +1,16 @@
-"""Running a container: a `RunSpec` (plain data) and the one place that knows the container lifecycle.
+"""Running a container: the one place that knows the container lifecycle (create, stream, signals,
+cleanup, exit code), for a `RunSpec` (spec.py). Host dirs a spec mounts are made here, just before the
+run: Docker would make them as root.
 
-Every task (train, test, lint, evaluate, notebook, tensorboard, shell) builds a spec with `task_spec`, which
-applies the house rules once: the invoking user's UID:GID (the image's non-root user when invoked as root),
-a writable HOME, the project bind-mounted read-only (its src/ wins over the image's copy), data read-only,
-outputs read-write, no capabilities, no new privileges, no network unless asked, ports on 127.0.0.1 only.
+Every task (train, test, lint, evaluate, notebook, tensorboard, shell) runs through `execute` or
+`execute_group`; the spec's names are importable from here too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import queue
-import secrets
-import shlex
 import signal
 import subprocess
 import sys
@@ -26,7 +23,22 @@ from typing import TYPE_CHECKING, Any
 from tfdock_host import console
 from tfdock_host.engine import NVIDIA_RUNTIME_FIX, connect, docker_cli, lacks_nvidia_runtime
 from tfdock_host.errors import EngineError, UsageError
-from tfdock_host.settings import DEFAULTS, ROOT
+from tfdock_host.spec import (
+    CONTAINER_HOME,
+    DATA_DIR,
+    DEBUG_PORT,
+    DEFAULT_SHM_SIZE,
+    IMAGE_USER_IDS_WHEN_ROOT,
+    OUTPUT_DIR,
+    PROJECT_LABEL,
+    RUNTIME_ENVIRONMENT,
+    TASK_LABEL,
+    WORKSPACE,
+    Mount,
+    RunSpec,
+    invoking_user,
+    task_spec,
+)
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -34,149 +46,44 @@ if TYPE_CHECKING:
 
     from tfdock_host.gpus import GpuRequest
 
-WORKSPACE = "/workspace"
-DATA_DIR = "/data"
-OUTPUT_DIR = "/outputs"
-CONTAINER_HOME = "/tmp/home"
-# What any container of the project needs, wherever it runs (tasks here, Kubernetes pods): a writable HOME
-# and caches for an arbitrary UID, and GPU memory taken as needed rather than all at start.
-RUNTIME_ENVIRONMENT = {
-    "HOME": CONTAINER_HOME,
-    "KERAS_HOME": f"{CONTAINER_HOME}/.keras",
-    "XDG_CACHE_HOME": f"{CONTAINER_HOME}/.cache",
-    "MPLCONFIGDIR": f"{CONTAINER_HOME}/.config/matplotlib",
-    "TF_FORCE_GPU_ALLOW_GROWTH": "true",
-}
-PROJECT_LABEL = "io.tfdock.project"
-TASK_LABEL = "io.tfdock.task"
 STOP_TIMEOUT_S = 10
 REMOVE_ATTEMPTS = 3
-DEBUG_PORT = 5678
 AFTER_DAEMON_LOSS = "once it is back, `invoke clean` removes leftovers and `invoke train --resume` continues"
-# The image's user when root builds it (root's own ids would make a root-owned image user): the
-# Dockerfile's ARG UID/GID defaults (a host test holds them equal), and the Kubernetes pods' user.
-IMAGE_USER_IDS_WHEN_ROOT = (1000, 1000)
-DEFAULT_SHM_SIZE = DEFAULTS["shm_size"]
+# The spec's names, used through this module by the tasks and tests, with the lifecycle's own.
+__all__ = [
+    "AFTER_DAEMON_LOSS",
+    "CONTAINER_HOME",
+    "DATA_DIR",
+    "DEBUG_PORT",
+    "DEFAULT_SHM_SIZE",
+    "IMAGE_USER_IDS_WHEN_ROOT",
+    "OUTPUT_DIR",
+    "PROJECT_LABEL",
+    "REMOVE_ATTEMPTS",
+    "RUNTIME_ENVIRONMENT",
+    "STOP_TIMEOUT_S",
+    "TASK_LABEL",
+    "WORKSPACE",
+    "Interrupted",
+    "Mount",
+    "RunSpec",
+    "execute",
+    "execute_group",
+    "host_dir",
+    "invoking_user",
+    "prepare_host_dirs",
+    "require_gpu_access",
+    "task_spec",
+]
 
 
-@dataclasses.dataclass(frozen=True)
-class Mount:
-    source: Path
-    target: str
-    read_only: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    image: str
-    command: tuple[str, ...]
-    name: str
-    labels: Mapping[str, str]
-    mounts: tuple[Mount, ...] = ()
-    user: str | None = None
-    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    gpus: tuple[GpuRequest, ...] = ()
-    shm_size: str = DEFAULT_SHM_SIZE
-    network: str = "none"
-    ports: Mapping[int, int] = dataclasses.field(default_factory=dict)
-    tty: bool = False
-    interactive: bool = False
-
-    def create_kwargs(self) -> dict[str, Any]:
-        """Arguments for the docker SDK's `containers.create`."""
-        from docker.types import Mount as DockerMount
-
-        return {
-            "image": self.image,
-            "command": list(self.command),
-            "name": self.name,
-            "labels": dict(self.labels),
-            "user": self.user,
-            "environment": dict(self.environment),
-            "mounts": [
-                DockerMount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
-                for m in self.mounts
-            ],
-            "tmpfs": {CONTAINER_HOME: "mode=1777,exec,size=1g"},
-            "device_requests": [gpu.to_docker() for gpu in self.gpus],
-            "shm_size": self.shm_size,
-            "network_mode": self.network,
-            "ports": {f"{inside}/tcp": ("127.0.0.1", outside) for inside, outside in self.ports.items()},
-            "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
-            "tty": self.tty,
-            "stdin_open": self.interactive,
-            "working_dir": WORKSPACE,
-        }
-
-
-def invoking_user() -> str | None:
-    """UID:GID for the container, so files on bind mounts belong to the user; None (the image's non-root
-    user) when invoked as root, as in CI."""
-    uid, gid = os.getuid(), os.getgid()
-    return None if uid == 0 else f"{uid}:{gid}"
-
-
-def task_spec(
-    task: str,
-    image: str,
-    command: list[str],
-    *,
-    data_dir: Path | None = None,
-    output_dir: Path | None = None,
-    extra_mounts: tuple[Mount, ...] = (),
-    environment: Mapping[str, str] | None = None,
-    gpus: tuple[GpuRequest, ...] = (),
-    shm_size: str = DEFAULT_SHM_SIZE,
-    network: str = "none",
-    ports: Mapping[int, int] | None = None,
-    interactive: bool = False,
-    debug: bool = False,
-) -> RunSpec:
-    """A spec with the house rules. Host dirs it mounts are made first: Docker would make them as root."""
-    mounts = [Mount(ROOT, WORKSPACE)]
-    if data_dir is not None:
-        mounts.append(Mount(host_dir(data_dir), DATA_DIR))
-    if output_dir is not None:
-        mounts.append(Mount(host_dir(output_dir), OUTPUT_DIR, read_only=False))
-    if debug:
-        command = _under_debugger(command)
-        network, ports = "bridge", {**(ports or {}), DEBUG_PORT: DEBUG_PORT}
-    for mount in (*mounts, *extra_mounts):
+def prepare_host_dirs(spec: RunSpec) -> None:
+    """Make the host dirs the spec mounts (Docker would make them as root) and, invoked as root, hand the
+    writable ones to the image's user."""
+    for mount in spec.mounts:
+        host_dir(mount.source)
         if not mount.read_only:
             _writable_by_container_user(mount.source)
-    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    return RunSpec(
-        image=image,
-        command=tuple(command),
-        name=f"tfdock-{task}-{run_id}",
-        labels={PROJECT_LABEL: "tfdock", TASK_LABEL: task, "io.tfdock.root": str(ROOT)},
-        mounts=(*mounts, *extra_mounts),
-        user=invoking_user(),
-        environment={
-            **RUNTIME_ENVIRONMENT,
-            "PYTHONPATH": f"{WORKSPACE}/src",
-            "TFDOCK_IMAGE": image,
-            **(environment or {}),
-        },
-        gpus=gpus,
-        shm_size=shm_size,
-        network=network,
-        ports=ports or {},
-        # A TTY keeps progress bars intact; an interactive one needs a terminal on both ends.
-        tty=sys.stdout.isatty() and (sys.stdin.isatty() or not interactive),
-        interactive=interactive,
-    )
-
-
-def _under_debugger(command: list[str]) -> list[str]:
-    """`python -m MODULE ARGS` run by debugpy, waiting for an IDE to attach. debugpy listens on all the
-    container's interfaces; the port is published on the host's loopback only."""
-    if command[:2] != ["python", "-m"]:
-        raise UsageError(
-            f"cannot debug `{shlex.join(command)}`", "only `python -m MODULE` runs under debugpy"
-        )
-    return ["python", "-m", "debugpy", "--listen", f"0.0.0.0:{DEBUG_PORT}", "--wait-for-client", *command[1:]]
 
 
 def _writable_by_container_user(path: Path) -> None:
@@ -211,6 +118,7 @@ def execute(spec: RunSpec) -> int:
     raw mode, resizes, stdin. The container is removed on every path; on SIGINT/SIGTERM it is first
     stopped within STOP_TIMEOUT_S.
     """
+    prepare_host_dirs(spec)
     client = connect()
     with _managed(client, [spec]) as signals:
         try:
@@ -245,8 +153,10 @@ def execute_group(members: Mapping[str, RunSpec], private_network: str = "") -> 
     member name. The first to fail stops the others. With private_network, the members share a network
     of their own (internal: no route out, nothing published), made here and removed afterwards.
     Returns (exit code, the member that failed or "")."""
-    client = connect()
     specs = list(members.values())
+    for spec in specs:
+        prepare_host_dirs(spec)
+    client = connect()
     finished: queue.Queue[tuple[str, int | None]] = queue.Queue()
     with _managed(client, specs, private_network) as signals:
         try:

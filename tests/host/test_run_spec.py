@@ -28,7 +28,9 @@ def test_data_is_read_only_outputs_writable_project_read_only(spec, tmp_path):
     assert mounts[run.WORKSPACE].source == ROOT and mounts[run.WORKSPACE].read_only
 
 
-def test_host_dirs_exist_before_the_run_so_docker_never_creates_them_as_root(spec, tmp_path):
+def test_a_spec_is_plain_data_and_its_run_makes_the_host_dirs_so_docker_never_does_as_root(spec, tmp_path):
+    assert not (tmp_path / "data").exists() and not (tmp_path / "outputs").exists()
+    run.prepare_host_dirs(spec)
     assert (tmp_path / "data").is_dir() and (tmp_path / "outputs").is_dir()
 
 

@@ -1,0 +1,163 @@
+"""A container run as plain data: `RunSpec`, and `task_spec`, which applies the house rules once.
+
+The rules: the invoking user's UID:GID (the image's non-root user when invoked as root), a writable HOME,
+the project bind-mounted read-only (its src/ wins over the image's copy), data read-only, outputs
+read-write, no capabilities, no new privileges, no network unless asked, ports on 127.0.0.1 only.
+Nothing here touches the host or the engine: run.py executes a spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import shlex
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tfdock_host.errors import UsageError
+from tfdock_host.settings import DEFAULTS, ROOT
+
+if TYPE_CHECKING:
+    from tfdock_host.gpus import GpuRequest
+
+WORKSPACE = "/workspace"
+DATA_DIR = "/data"
+OUTPUT_DIR = "/outputs"
+CONTAINER_HOME = "/tmp/home"
+# What any container of the project needs, wherever it runs (tasks here, Kubernetes pods): a writable HOME
+# and caches for an arbitrary UID, and GPU memory taken as needed rather than all at start.
+RUNTIME_ENVIRONMENT = {
+    "HOME": CONTAINER_HOME,
+    "KERAS_HOME": f"{CONTAINER_HOME}/.keras",
+    "XDG_CACHE_HOME": f"{CONTAINER_HOME}/.cache",
+    "MPLCONFIGDIR": f"{CONTAINER_HOME}/.config/matplotlib",
+    "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+}
+PROJECT_LABEL = "io.tfdock.project"
+TASK_LABEL = "io.tfdock.task"
+DEBUG_PORT = 5678
+# The image's user when root builds it (root's own ids would make a root-owned image user): the
+# Dockerfile's ARG UID/GID defaults (a host test holds them equal), and the Kubernetes pods' user.
+IMAGE_USER_IDS_WHEN_ROOT = (1000, 1000)
+DEFAULT_SHM_SIZE = DEFAULTS["shm_size"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    image: str
+    command: tuple[str, ...]
+    name: str
+    labels: Mapping[str, str]
+    mounts: tuple[Mount, ...] = ()
+    user: str | None = None
+    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    gpus: tuple[GpuRequest, ...] = ()
+    shm_size: str = DEFAULT_SHM_SIZE
+    network: str = "none"
+    ports: Mapping[int, int] = dataclasses.field(default_factory=dict)
+    tty: bool = False
+    interactive: bool = False
+
+    def create_kwargs(self) -> dict[str, Any]:
+        """Arguments for the docker SDK's `containers.create`."""
+        from docker.types import Mount as DockerMount
+
+        return {
+            "image": self.image,
+            "command": list(self.command),
+            "name": self.name,
+            "labels": dict(self.labels),
+            "user": self.user,
+            "environment": dict(self.environment),
+            "mounts": [
+                DockerMount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
+                for m in self.mounts
+            ],
+            "tmpfs": {CONTAINER_HOME: "mode=1777,exec,size=1g"},
+            "device_requests": [gpu.to_docker() for gpu in self.gpus],
+            "shm_size": self.shm_size,
+            "network_mode": self.network,
+            "ports": {f"{inside}/tcp": ("127.0.0.1", outside) for inside, outside in self.ports.items()},
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "tty": self.tty,
+            "stdin_open": self.interactive,
+            "working_dir": WORKSPACE,
+        }
+
+
+def invoking_user() -> str | None:
+    """UID:GID for the container, so files on bind mounts belong to the user; None (the image's non-root
+    user) when invoked as root, as in CI."""
+    uid, gid = os.getuid(), os.getgid()
+    return None if uid == 0 else f"{uid}:{gid}"
+
+
+def task_spec(
+    task: str,
+    image: str,
+    command: list[str],
+    *,
+    data_dir: Path | None = None,
+    output_dir: Path | None = None,
+    extra_mounts: tuple[Mount, ...] = (),
+    environment: Mapping[str, str] | None = None,
+    gpus: tuple[GpuRequest, ...] = (),
+    shm_size: str = DEFAULT_SHM_SIZE,
+    network: str = "none",
+    ports: Mapping[int, int] | None = None,
+    interactive: bool = False,
+    debug: bool = False,
+) -> RunSpec:
+    """A spec with the house rules: plain data (the host dirs it names are made when it runs)."""
+    mounts = [Mount(ROOT, WORKSPACE)]
+    if data_dir is not None:
+        mounts.append(Mount(data_dir.expanduser().resolve(), DATA_DIR))
+    if output_dir is not None:
+        mounts.append(Mount(output_dir.expanduser().resolve(), OUTPUT_DIR, read_only=False))
+    if debug:
+        command = _under_debugger(command)
+        network, ports = "bridge", {**(ports or {}), DEBUG_PORT: DEBUG_PORT}
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    return RunSpec(
+        image=image,
+        command=tuple(command),
+        name=f"tfdock-{task}-{run_id}",
+        labels={PROJECT_LABEL: "tfdock", TASK_LABEL: task, "io.tfdock.root": str(ROOT)},
+        mounts=(*mounts, *extra_mounts),
+        user=invoking_user(),
+        environment={
+            **RUNTIME_ENVIRONMENT,
+            "PYTHONPATH": f"{WORKSPACE}/src",
+            "TFDOCK_IMAGE": image,
+            **(environment or {}),
+        },
+        gpus=gpus,
+        shm_size=shm_size,
+        network=network,
+        ports=ports or {},
+        # A TTY keeps progress bars intact; an interactive one needs a terminal on both ends.
+        tty=sys.stdout.isatty() and (sys.stdin.isatty() or not interactive),
+        interactive=interactive,
+    )
+
+
+def _under_debugger(command: list[str]) -> list[str]:
+    """`python -m MODULE ARGS` run by debugpy, waiting for an IDE to attach. debugpy listens on all the
+    container's interfaces; the port is published on the host's loopback only."""
+    if command[:2] != ["python", "-m"]:
+        raise UsageError(
+            f"cannot debug `{shlex.join(command)}`", "only `python -m MODULE` runs under debugpy"
+        )
+    return ["python", "-m", "debugpy", "--listen", f"0.0.0.0:{DEBUG_PORT}", "--wait-for-client", *command[1:]]
