@@ -43,6 +43,7 @@ ONECYCLE_START_DIVISOR = 10  # warm up from peak/10
 
 
 def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """The length of every warm-up: onecycle's, and the replicas' (ONECYCLE_WARMUP_EPOCHS, capped)."""
     return min(
         round(steps_per_epoch * ONECYCLE_WARMUP_EPOCHS),
         int(steps_per_epoch * config.epochs * ONECYCLE_MAX_WARMUP_FRACTION),
