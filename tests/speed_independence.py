@@ -10,7 +10,8 @@ loaded: the machine loaded by busy loops (--hogs, default 2: one per core here),
         and engine call is slower; they are ended when the rounds are done, on every path.
 
 Each round runs pytest (default: tests/engine and tests/faults, without the test that stops the Docker
-daemon) and prints its counts; the exit code is non-zero when any round failed. Not a default nox session:
+daemon), prints its counts and failures and keeps its whole output in a log file it names; the exit code is
+non-zero when any round failed. Not a default nox session:
 a round takes as long as the suites (tens of minutes loaded). See docs/reliability.md.
 """
 
@@ -21,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +51,7 @@ def main() -> int:
         if args.mode == "loaded":
             hogs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(args.hogs)]
         what = f"{args.hogs} busy loops" if hogs else f"TFDOCK_TEST_LIMIT_TRAIN={args.limit_train}"
+        logs = Path(tempfile.mkdtemp(prefix=f"speed-independence-{args.mode}-"))
         failed_rounds = 0
         for round_number in range(1, args.rounds + 1):
             started = time.monotonic()
@@ -61,17 +64,24 @@ def main() -> int:
                 text=True,
                 check=False,
             )
-            summary = _summary(result.stdout)
-            seconds = time.monotonic() - started
-            print(f"round {round_number} ({args.mode}: {what}): {summary} ({seconds:.0f} s)", flush=True)
+            log = logs / f"round-{round_number}.log"
+            log.write_text(result.stdout + result.stderr)
+            summary, seconds = _summary(result.stdout), time.monotonic() - started
+            where = f"round {round_number} ({args.mode}: {what})"
+            print(f"{where}: {summary} ({seconds:.0f} s); {log}", flush=True)
             if result.returncode != 0:
                 failed_rounds += 1
-                print(result.stdout[-6000:], result.stderr[-2000:], sep="\n")
+                print(_failures(result.stdout), flush=True)
         return 1 if failed_rounds else 0
     finally:
         for hog in hogs:
             hog.kill()
             hog.wait()
+
+
+def _failures(output: str) -> str:
+    """pytest's short summary: one line per failed test, with its message."""
+    return "\n".join(line for line in output.splitlines() if line.startswith(("FAILED", "ERROR")))
 
 
 def _summary(output: str) -> str:

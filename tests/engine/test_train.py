@@ -136,8 +136,8 @@ SIGINT_MOMENTS = ("before the container exists", "while TensorFlow starts", "whi
 
 
 def test_sigint_at_random_moments_leaves_no_container(fashion_mnist, tmp_path, client, runtime_image, rng):
-    """Ctrl-C during image checks, container start, TensorFlow start-up or training: 130, nothing left. Each
-    moment is chosen from what the run was seen doing, twice."""
+    """Ctrl-C while the task checks images (no container yet), while TensorFlow starts in the container, or
+    while it trains: 130, nothing left. Each moment, chosen from what the run was seen doing, comes twice."""
     moments = [*SIGINT_MOMENTS, *SIGINT_MOMENTS]
     rng.shuffle(moments)
     for round_number, moment in enumerate(moments, start=1):
