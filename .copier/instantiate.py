@@ -60,7 +60,8 @@ def _rewrite(path: Path, change) -> None:
 def _adopt_cnn(project: Path, package: str) -> None:
     (project / "src" / TOOL).rename(project / "src" / package)
     code = [project / "src" / package, project / "tests" / "container"]
-    for path in [path for directory in code for path in directory.rglob("*.py")]:
+    notebooks = list((project / "notebooks").glob("*.ipynb"))
+    for path in [*(path for directory in code for path in directory.rglob("*.py")), *notebooks]:
         _rewrite(path, lambda text: _rename_package(text, package))
     _rewrite(project / "docs" / "recipe.md", lambda text: _rename_package(text, package))
     _rewrite(project / "invoke.yaml", lambda text: _contract_renamed(text, package))
@@ -93,6 +94,7 @@ def _adopt_minimal(project: Path, example: Path, package: str) -> None:
     shutil.rmtree(project / "src" / TOOL)
     shutil.rmtree(project / "tests" / "container")
     (project / "docs" / "recipe.md").unlink(missing_ok=True)
+    (project / "notebooks" / "starter.ipynb").unlink(missing_ok=True)  # it explores the cnn's runs
     for source in sorted(example.rglob("*")):
         if source.is_dir() or "__pycache__" in source.parts or source.name == "contract.yaml":
             continue
