@@ -177,8 +177,13 @@ class Trainer:
         self.smoothed_loss_fn = keras.losses.CategoricalCrossentropy(
             label_smoothing=label_smoothing, reduction=None
         )
-        # XLA compiles only the per-replica maths; gradient all-reduce and apply stay outside it.
-        self._gradients = tf.function(self._gradients_fn, jit_compile=env.jit_compile)
+        # With one replica XLA compiles the whole step, apply included; with several, only the per-replica
+        # maths: the all-reduce and apply stay outside it (XLA on CPUs cannot hold the apply's merge_call).
+        whole_step = env.jit_compile and env.replicas == 1 and not env.loss_scaled
+        self._gradients = tf.function(self._gradients_fn, jit_compile=env.jit_compile and not whole_step)
+        self._replica_step = (
+            tf.function(self._replica_step_fn, jit_compile=True) if whole_step else self._replica_step_fn
+        )
         self._train_step = tf.function(self._step)
         self._train_steps = tf.function(self._train_steps_fn)
         self._eval_step = tf.function(self._eval_step_fn)
@@ -222,7 +227,7 @@ class Trainer:
         else:
             self.strategy.run(self._replica_step, args=(images, labels))
 
-    def _replica_step(self, images: tf.Tensor, labels: tf.Tensor) -> None:
+    def _replica_step_fn(self, images: tf.Tensor, labels: tf.Tensor) -> None:
         gradients, totals = self._gradients(images, labels)
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables, strict=True))
         self._train_totals.assign_add(totals)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdock import runtime, train
+from tfdock import data, pipeline, runtime, train
 from tfdock.config import TrainConfig
 
 # (GPU, compute capability, what auto picks): the generations a user may have.
@@ -146,3 +146,22 @@ def test_several_steps_per_call_train_bit_identical_weights(fashion_dir: Path, t
         assert metrics["epochs_completed"] == 2
         weights.append(keras.models.load_model(tmp_path / config.run_name / "model.keras").get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
+
+
+@pytest.mark.slow
+def test_one_replica_compiles_the_whole_step_with_xla_apply_included(fashion_dir: Path) -> None:
+    # A tiny model: XLA's compile time on a CPU is what this test would otherwise spend.
+    config = TrainConfig(jit_compile=True, deterministic=False, filters=(4,), dense=0, batch_norm=False)
+    env = runtime.setup(config)
+    model = train.cnn.build(config)
+    trainer = train.Trainer(model, keras.optimizers.Adam(), env)
+    assert trainer._replica_step.function_spec.jit_compile  # type: ignore[attr-defined]
+    splits = data.load(fashion_dir, "fashion-mnist")
+    batches = pipeline.training_batches(splits.train_images[:256], splits.train_labels[:256], 64, seed=0)
+    before = [weight.copy() for weight in model.get_weights()]
+    trainer.train_steps(iter(trainer.distribute(batches(0))), 4)
+    after = model.get_weights()
+    assert all(np.isfinite(weight).all() for weight in after)
+    assert not any(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    loss, accuracy = trainer.take_train_metrics()
+    assert np.isfinite(loss) and 0 <= accuracy <= 1
