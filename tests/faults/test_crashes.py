@@ -36,17 +36,17 @@ pytestmark = pytest.mark.faults
 KILL_ROUNDS = 5
 EPOCHS_PER_RUN = 2
 # A kill lands at a moment chosen from the run's progress, so the rounds cover the first epoch (after the
-# trainer wrote config.json), the first checkpoint's metrics write and the second epoch, and the last
-# checkpoint's test evaluation and export.
+# trainer wrote config.json), the first checkpoint's metrics write and the second epoch, and (once the last
+# epoch's metrics are written) the test evaluation and export.
 KILL_AFTER_CHECKPOINT = (0, 1, 2)
 # After config.json or ckpt-N (N < last), a whole epoch of steps is still ahead, each followed by the
 # trainer's --step-delay, so that the epoch lasts at least 2 s: a kill within half of that (plus the poll's
 # latency) lands before the next checkpoint on any machine.
 KILL_STEP_DELAY_S = step_delay_for(2.0, STEPS_PER_EPOCH)
 KILL_WINDOW_S = STEPS_PER_EPOCH * KILL_STEP_DELAY_S / 2
-# Checkpoints are polled this often. After the last one only the test evaluation and export are left (not
-# paced by steps): the kill goes as soon as it is seen.
-LAST_CHECKPOINT_POLL_S = 0.05
+# Progress is polled this often. After the last epoch's metrics are written, only the test evaluation and
+# export are left (not paced by steps): that kill goes as soon as they are seen.
+PROGRESS_POLL_S = 0.05
 # The daemon-stop case: dockerd may take this long to stop; the run's work after its first checkpoint lasts
 # longer by construction (epochs x steps x DAEMON_STEP_DELAY_S), so it cannot finish during the shutdown.
 DOCKERD_STOP_TIMEOUT_S = 90
@@ -69,6 +69,12 @@ def last_listed_checkpoint(run_dir: Path) -> int:
         else None
     )
     return int(found.group(1)) if found else 0
+
+
+def epochs_recorded(run_dir: Path) -> int:
+    """The epochs metrics.json has recorded (written atomically after each epoch's checkpoint)."""
+    metrics = run_dir / "metrics.json"
+    return json.loads(metrics.read_text())["epochs_completed"] if metrics.is_file() else 0
 
 
 def resume(fashion_mnist: Path, outputs: Path):
@@ -116,21 +122,23 @@ def test_sigkill_at_random_moments_then_resume_finishes_with_nothing_half_writte
         epochs = ("--epochs", str(EPOCHS_PER_RUN))
         process = start_invoke(*train_args(fashion_mnist, outputs, *epochs, trainer=paced(KILL_STEP_DELAY_S)))
         last = trigger == EPOCHS_PER_RUN
+        reached = epochs_recorded if last else last_listed_checkpoint
+        moment = f"epoch {trigger}'s metrics" if last else f"ckpt-{trigger}"
         run_dir = wait_for(
-            lambda outputs=outputs, trigger=trigger: (
-                (run_dir := latest_run(outputs)) and last_listed_checkpoint(run_dir) >= trigger and run_dir
+            lambda outputs=outputs, trigger=trigger, reached=reached: (
+                (run_dir := latest_run(outputs)) and reached(run_dir) >= trigger and run_dir
             ),
-            f"checkpoint {trigger}",
+            moment,
             process=process,
-            every=LAST_CHECKPOINT_POLL_S,
+            every=PROGRESS_POLL_S,
         )
         delay = 0.0 if last else rng.uniform(0, KILL_WINDOW_S)
         time.sleep(delay)
         running = containers_mounting(client, outputs, status="running")
         assert running, (
-            f"round {round_number}: the run ended before the kill {delay:.2f} s after ckpt-{trigger}: "
+            f"round {round_number}: the run ended before the kill {delay:.2f} s after {moment}: "
             + (
-                f"its test evaluation and export took under {LAST_CHECKPOINT_POLL_S} s"
+                f"its test evaluation and export took under {PROGRESS_POLL_S} s"
                 if last
                 else "a whole epoch of paced steps was still ahead: is --step-delay ignored?"
             )
@@ -143,9 +151,7 @@ def test_sigkill_at_random_moments_then_resume_finishes_with_nothing_half_writte
         kept = kept_after_kills / f"round-{round_number}"
         shutil.copytree(run_dir, kept, symlinks=True)
         checkpoint = last_listed_checkpoint(kept)
-        print(
-            f"round {round_number}: SIGKILL {delay:.2f} s after ckpt-{trigger}, index lists ckpt-{checkpoint}"
-        )
+        print(f"round {round_number}: SIGKILL {delay:.2f} s after {moment}, index lists ckpt-{checkpoint}")
 
         assert resume(fashion_mnist, outputs) == checkpoint
         tally.runs_resumed += 1
