@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from tfdock_host import console, image
+from tfdock_host import console, image, receipt
 from tfdock_host.contract import Dataset, EntryPoint
 from tfdock_host.errors import TfdockError, UsageError
 from tfdock_host.run import (
@@ -24,7 +24,7 @@ from tfdock_host.run import (
     require_gpu_access,
     task_spec,
 )
-from tfdock_host.settings import Settings
+from tfdock_host.settings import ROOT, Settings
 
 WORKER_PORT = 23456
 # Task options that are numbers: checked here, so "abc" or 0 is one line before any container starts.
@@ -55,21 +55,85 @@ def train(
     if to_fetch:
         fetch(tag, dataset, data)
     command = entry.argv(dataset=dataset.name, data_dir=DATA_DIR, output_dir=OUTPUT_DIR)
+    argv = [*command, *options, *(trainer_args or [])]
     spec = task_spec(
         "train",
         tag,
-        [*command, *options, *(trainer_args or [])],
+        argv,
         data_dir=data,
         output_dir=outputs,
         gpus=settings.gpu_requests,
         shm_size=settings.shm_size,
         debug=debug,
     )
+    run_name, naming = own_run_name(entry, argv, spec.name.split("-train-", 1)[-1])
+    argv += naming
+    spec = dataclasses.replace(spec, command=(*spec.command, *naming))
+    facts = run_facts(settings, tag, entry, dataset, data, argv, workers, spec.name)
     if debug:
         console.info(f"debugpy waits for your IDE on 127.0.0.1:{DEBUG_PORT} (see docs/ide.md)")
-    if workers > 1:
-        return _train_workers(spec, workers, entry)
-    return execute(spec)
+    before = receipt.run_dirs(outputs)
+    try:
+        return _train_workers(spec, workers) if workers > 1 else execute(spec)
+    finally:
+        # A resumed run keeps the receipt of the run it continues.
+        if entry.options.get("resume") not in argv:
+            write_receipt(outputs, run_name, before, facts)
+
+
+def own_run_name(entry: EntryPoint, argv: list[str], chosen: str) -> tuple[str, list[str]]:
+    """The run's name, so its dir is known (for the receipt, and one dir for all workers), and the args
+    that name it: the name argv gives, else `chosen` with the declared flag. ("", []) when the entry point
+    names its own runs (no run_name option, or a resumed run)."""
+    flag = entry.options.get("run_name")
+    if not flag or entry.options.get("resume") in argv:
+        return "", []
+    if flag in argv[:-1]:
+        return argv[argv.index(flag) + 1], []
+    return chosen, [flag, chosen]
+
+
+def run_facts(
+    settings: Settings,
+    tag: str,
+    entry: EntryPoint,
+    dataset: Dataset,
+    data: Path,
+    argv: list[str],
+    workers: int,
+    run: str,
+) -> receipt.RunFacts:
+    """What the receipt records, taken before the run starts (an edit made while it trains is not in it)."""
+    from tfdock_host.lock import LOCKS, REQUIREMENTS
+
+    locks = {f"{name}.txt": receipt.sha256(REQUIREMENTS / f"{name}.txt") for name in LOCKS}
+    return receipt.RunFacts(
+        image=receipt.image_facts(tag, settings.run_variant),
+        code=receipt.code_state(ROOT),
+        locks=locks,
+        dataset=dataset.name,
+        data_dir=data,
+        data_files=receipt.dataset_files(dataset, data),
+        entry_point=entry,
+        argv=argv,
+        engine=receipt.engine_facts(),
+        tfdock_version=image._project_version(),
+        workers=[
+            {"index": index, "container": f"{run}-w{index}", "gpus": settings.gpus}
+            for index in range(workers if workers > 1 else 0)
+        ],
+    )
+
+
+def write_receipt(outputs: Path, run_name: str, before: set[Path], facts: receipt.RunFacts) -> None:
+    run_dir = receipt.find_run_dir(outputs, run_name, before)
+    if run_dir is None:
+        console.info(f"no receipt: tfdock found no new run dir under {outputs}")
+        return
+    try:
+        receipt.write(run_dir, facts)
+    except OSError as error:
+        console.info(f"could not write the receipt into {run_dir}: {error.strerror or error}")
 
 
 def entry_options(entry: EntryPoint, values: Mapping[str, str | bool], task: str) -> list[str]:
@@ -132,21 +196,16 @@ def fetch(tag: str, dataset: Dataset, data: Path) -> None:
         )
 
 
-def _train_workers(spec: RunSpec, count: int, entry: EntryPoint) -> int:
+def _train_workers(spec: RunSpec, count: int) -> int:
     """N containers under MultiWorkerMirroredStrategy, on a private network of their own: TF's gRPC
     servers listen on every interface, so they are reachable from each other and from nothing else."""
     names = [f"{spec.name}-w{index}" for index in range(count)]
     cluster = {"worker": [f"{name}:{WORKER_PORT}" for name in names]}
-    command = list(spec.command)
-    own_flags = {entry.options.get(option) for option in ("resume", "run_name")} - {None}
-    run_name = entry.options.get("run_name")
-    if run_name and not own_flags & set(command):
-        command += [run_name, spec.name.split("-train-", 1)[-1]]  # one run dir for all workers
+    # One run dir for all workers: train() named the run (own_run_name).
     members = {
         f"worker {index}": dataclasses.replace(
             spec,
             name=name,
-            command=tuple(command),
             network=spec.name,
             environment={
                 **spec.environment,

@@ -1,0 +1,103 @@
+"""The receipt's pieces that need no engine: code state from git, CPU facts, finding the run dir."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tfdock_host import receipt, training
+from tfdock_host.contract import EntryPoint
+from tfdock_host.errors import UsageError
+
+CPUINFO = """processor\t: 0
+model name\t: Example CPU 9000
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni amx_tile amx_bf16 aes
+"""
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "config", "user.email", "t@example.com")
+    git(tmp_path, "config", "user.name", "t")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "model.py").write_text("UNITS = 8\n")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    return tmp_path
+
+
+def test_a_clean_tree_has_no_patch(repo):
+    state = receipt.code_state(repo)
+    assert state.commit == git(repo, "rev-parse", "HEAD").strip()
+    assert (state.branch, state.dirty) == ("main", False)
+
+
+def test_the_patch_holds_edits_binary_files_and_untracked_src_files_and_applies_to_the_commit(repo, tmp_path):
+    (repo / "src" / "model.py").write_text("UNITS = 16\n")
+    (repo / "src" / "weights.bin").write_bytes(bytes(range(256)))
+    (repo / "notes.txt").write_text("outside src: not part of what ran\n")
+    state = receipt.code_state(repo)
+    assert state.dirty
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    subprocess.run(["git", "-C", str(clone), "apply", "--binary", "-"], input=state.patch, check=True)
+    assert (clone / "src" / "model.py").read_text() == "UNITS = 16\n"
+    assert (clone / "src" / "weights.bin").read_bytes() == bytes(range(256))
+    assert not (clone / "notes.txt").exists()
+
+
+def test_outside_a_git_repository_is_one_line(tmp_path):
+    with pytest.raises(UsageError, match="git rev-parse failed"):
+        receipt.code_state(tmp_path)
+
+
+def test_cpu_facts_keep_only_the_flags_onednn_picks_kernels_by():
+    cpu = receipt.cpu_facts(CPUINFO)
+    assert cpu["model"] == "Example CPU 9000"
+    assert cpu["onednn_flags"] == ["amx_bf16", "amx_tile", "avx", "avx2", "avx512_vnni", "avx512f", "fma"]
+
+
+def test_the_run_dir_is_the_named_one_or_the_single_new_one_never_an_older_run(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "latest").symlink_to("old")
+    before = receipt.run_dirs(tmp_path)
+    assert receipt.find_run_dir(tmp_path, "", before) is None
+    assert receipt.find_run_dir(tmp_path, "mine", before) is None  # it failed before making its dir
+    (tmp_path / "new").mkdir()
+    assert receipt.find_run_dir(tmp_path, "", before) == tmp_path / "new"
+    (tmp_path / "mine").mkdir()
+    assert receipt.find_run_dir(tmp_path, "mine", before) == tmp_path / "mine"
+
+
+ENTRY = EntryPoint(
+    "train", ("python", "-m", "pkg.train"), options={"run_name": "--name", "resume": "--resume"}
+)
+
+
+def test_the_host_names_the_run_unless_argv_does_or_it_resumes():
+    assert training.own_run_name(ENTRY, ["python"], "r1") == ("r1", ["--name", "r1"])
+    assert training.own_run_name(ENTRY, ["python", "--name", "mine"], "r1") == ("mine", [])
+    assert training.own_run_name(ENTRY, ["python", "--resume"], "r1") == ("", [])
+    unnamed = EntryPoint("train", ("python", "-m", "pkg.train"))
+    assert training.own_run_name(unnamed, ["python"], "r1") == ("", [])
+
+
+def test_seeds_come_from_the_run_config():
+    assert receipt.seeds({"seed": 3, "epochs": 2}) == {"seed": 3}
+    assert receipt.seeds({"config": {"data_seed": 1}}) == {"data_seed": 1}
+
+
+def test_a_dir_without_a_receipt_is_one_line(tmp_path):
+    with pytest.raises(UsageError, match=r"has no receipt\.json"):
+        receipt.load(tmp_path)
+    (tmp_path / "receipt.json").write_text(json.dumps({"schema": 99}))
+    with pytest.raises(UsageError, match="not a receipt"):
+        receipt.load(tmp_path)
