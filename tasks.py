@@ -137,6 +137,49 @@ def train(
         )
 
 
+@task(
+    iterable=["diff"],
+    help={
+        "diff": "two runs (dirs or names under the outputs dir) whose receipts to compare: --diff A --diff B",
+        "output_dir": "host dir holding the runs (default: outputs)",
+    },
+)
+def runs(c, diff=None, output_dir=""):
+    """List the runs with their receipts' key facts: date, commit, dirty, image, test accuracy, machine."""
+    from tfdock_host import reproduce as reproduction
+    from tfdock_host.errors import UsageError
+
+    with reported():
+        s = settings(c).apply(output_dir=output_dir)
+        if not diff:
+            reproduction.list_runs(s)
+        elif len(diff) == 2:
+            reproduction.diff_runs(s, *diff)
+        else:
+            raise UsageError(f"--diff takes two runs, got {len(diff)}", "invoke runs --diff A --diff B")
+
+
+@task(
+    help={
+        "exact": "refuse when the run's image is gone, instead of rebuilding it from the run's commit",
+        "tolerance": "how far each metric may differ and still agree (default 0: identical)",
+    }
+)
+def reproduce(c, run, exact=False, tolerance="0"):
+    """Rerun RUN (a run dir, e.g. outputs/latest) from its receipt into a new run dir; compare the metrics."""
+    from tfdock_host import reproduce as reproduction
+    from tfdock_host.errors import UsageError
+
+    with reported():
+        try:
+            allowed = float(tolerance)
+        except ValueError:
+            raise UsageError(
+                f"invalid --tolerance {tolerance!r}", "--tolerance takes a number >= 0"
+            ) from None
+        exit_with(reproduction.reproduce(settings(c), run, exact=exact, tolerance=allowed))
+
+
 @task(help={"debug": "run pytest under debugpy, waiting for your IDE to attach on 127.0.0.1:5678"})
 def test(c, debug=False):
     """Run the in-container test suite (pytest args after --, e.g. `invoke test -- -k data`)."""

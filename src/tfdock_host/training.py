@@ -69,12 +69,12 @@ def train(
     run_name, naming = own_run_name(entry, argv, spec.name.split("-train-", 1)[-1])
     argv += naming
     spec = dataclasses.replace(spec, command=(*spec.command, *naming))
-    facts = run_facts(settings, tag, entry, dataset, data, argv, workers, spec.name)
+    facts = run_facts(settings, ROOT, tag, entry, dataset, data, argv, workers, spec.name)
     if debug:
         console.info(f"debugpy waits for your IDE on 127.0.0.1:{DEBUG_PORT} (see docs/ide.md)")
     before = receipt.run_dirs(outputs)
     try:
-        return _train_workers(spec, workers) if workers > 1 else execute(spec)
+        return train_workers(spec, workers) if workers > 1 else execute(spec)
     finally:
         # A resumed run keeps the receipt of the run it continues.
         if entry.options.get("resume") not in argv:
@@ -95,6 +95,7 @@ def own_run_name(entry: EntryPoint, argv: list[str], chosen: str) -> tuple[str, 
 
 def run_facts(
     settings: Settings,
+    root: Path,
     tag: str,
     entry: EntryPoint,
     dataset: Dataset,
@@ -103,13 +104,14 @@ def run_facts(
     workers: int,
     run: str,
 ) -> receipt.RunFacts:
-    """What the receipt records, taken before the run starts (an edit made while it trains is not in it)."""
-    from tfdock_host.lock import LOCKS, REQUIREMENTS
+    """What the receipt records of a run of the project at root, taken before the run starts (an edit made
+    while it trains is not in it)."""
+    from tfdock_host.lock import LOCKS
 
-    locks = {f"{name}.txt": receipt.sha256(REQUIREMENTS / f"{name}.txt") for name in LOCKS}
+    locks = {f"{name}.txt": receipt.sha256(root / "requirements" / f"{name}.txt") for name in LOCKS}
     return receipt.RunFacts(
         image=receipt.image_facts(tag, settings.run_variant),
-        code=receipt.code_state(ROOT),
+        code=receipt.code_state(root),
         locks=locks,
         dataset=dataset.name,
         data_dir=data,
@@ -196,7 +198,7 @@ def fetch(tag: str, dataset: Dataset, data: Path) -> None:
         )
 
 
-def _train_workers(spec: RunSpec, count: int) -> int:
+def train_workers(spec: RunSpec, count: int) -> int:
     """N containers under MultiWorkerMirroredStrategy, on a private network of their own: TF's gRPC
     servers listen on every interface, so they are reachable from each other and from nothing else."""
     names = [f"{spec.name}-w{index}" for index in range(count)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tfdock_host import receipt, training
+from tfdock_host import receipt, reproduce, training
 from tfdock_host.contract import EntryPoint
 from tfdock_host.errors import UsageError
 
@@ -101,3 +101,14 @@ def test_a_dir_without_a_receipt_is_one_line(tmp_path):
     (tmp_path / "receipt.json").write_text(json.dumps({"schema": 99}))
     with pytest.raises(UsageError, match="not a receipt"):
         receipt.load(tmp_path)
+
+
+def test_receipts_differ_in_the_fields_that_changed_not_in_a_run_s_own():
+    first = {"created": "a", "run_dir": "r1", "image": {"id": "sha256:1"}, "machine": {"cpu": {"cores": 2}}}
+    second = {"created": "b", "run_dir": "r2", "image": {"id": "sha256:2"}, "machine": {"cpu": {"cores": 2}}}
+    assert reproduce.receipt_differences(first, second) == {"image.id": ("sha256:1", "sha256:2")}
+
+
+def test_a_rerun_compares_every_numeric_metric_per_epoch_too():
+    metrics = {"test_accuracy": 0.9, "status": "done", "config": {"seed": 0}, "history": [{"loss": 0.5}]}
+    assert reproduce.comparable(metrics) == {"test_accuracy": 0.9, "history.0.loss": 0.5}
