@@ -12,6 +12,7 @@ Engine failures become an `EngineError` whose hint says what to do; nothing here
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -20,11 +21,12 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfdock_host.errors import EngineError
+from tfdock_host.gpus import ALL_GPUS, GpuRequest
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -50,6 +52,11 @@ NVIDIA_RUNTIME_FIX = (
     "(https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html), run "
     "`sudo nvidia-ctk runtime configure --runtime=docker` and restart the daemon; or use --gpus none"
 )
+# CDI (Container Device Interface): how Podman attaches GPUs, from specs nvidia-ctk writes here.
+CDI_KIND = "nvidia.com/gpu"
+CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
+# What Podman 4.3's Docker API answers a CDI device with: it takes the name for a device node's path.
+PODMAN_REFUSES_CDI = f"stat {CDI_KIND}="
 # The engine kinds `describe` tells apart.
 DOCKER = "Docker"
 ROOTLESS_DOCKER = "rootless Docker"
@@ -212,21 +219,35 @@ class ContainerIdentity:
     files_owned_by: str = ""
 
 
-def container_identity(kind: str, uid: int, gid: int) -> ContainerIdentity:
-    """The one place that decides the container's user.
+def container_identity(
+    kind: str, uid: int, gid: int, engine_owner: tuple[int, int] | None = None
+) -> ContainerIdentity:
+    """The one place that decides the container's user, for the invoking user's ids and (for a rootless
+    engine) the ids of the user who runs it, when known (the owner of its socket).
 
     - rootless Docker: root inside the user namespace is the engine's user on the host, so no other user;
-    - rootless Podman: keep-id maps the user to the same id inside, and the container runs as that id;
+    - rootless Podman: keep-id maps the engine's user to the same id inside, and the container runs as it;
     - rootful engines: the invoking user's ids; root gets the image's non-root user, handed the dirs.
+    Invoked as root, a rootless engine's user is handed the writable dirs root made.
     """
+    owner = engine_owner or (uid, gid)
+    handed = owner if uid == 0 and owner[0] != 0 else None
     if kind == ROOTLESS_DOCKER:
-        return ContainerIdentity("0:0", files_owned_by="the engine's user (root in its user namespace)")
-    if kind == ROOTLESS_PODMAN:
-        return ContainerIdentity(f"{uid}:{gid}", "keep-id", files_owned_by=f"you (uid {uid}, keep-id)")
-    if uid == 0:
-        owner = IMAGE_USER_IDS_WHEN_ROOT
         return ContainerIdentity(
-            None, writable_owner=owner, files_owned_by=f"uid {owner[0]}, the image's user (handed the dirs)"
+            "0:0",
+            writable_owner=handed,
+            files_owned_by=f"uid {owner[0]} (root in the engine's user namespace)",
+        )
+    if kind == ROOTLESS_PODMAN:
+        return ContainerIdentity(
+            f"{owner[0]}:{owner[1]}", "keep-id", handed, files_owned_by=f"uid {owner[0]} (keep-id)"
+        )
+    if uid == 0:
+        image_user = IMAGE_USER_IDS_WHEN_ROOT
+        return ContainerIdentity(
+            None,
+            writable_owner=image_user,
+            files_owned_by=f"uid {image_user[0]}, the image's user (handed the dirs)",
         )
     return ContainerIdentity(f"{uid}:{gid}", files_owned_by=f"you (uid {uid})")
 
@@ -247,7 +268,13 @@ class EngineInfo:
 
     @property
     def identity(self) -> ContainerIdentity:
-        return container_identity(self.kind, os.getuid(), os.getgid())
+        owner = None
+        socket = self.endpoint.socket
+        if self.kind in ROOTLESS_KINDS and socket is not None:
+            with contextlib.suppress(OSError):
+                stat = socket.stat()
+                owner = (stat.st_uid, stat.st_gid)
+        return container_identity(self.kind, os.getuid(), os.getgid(), owner)
 
     def summary(self) -> str:
         """One line: kind, version, architecture, where, and whose the files on bind mounts will be."""
@@ -296,14 +323,46 @@ def current() -> EngineInfo:
     return describe(connect())
 
 
+def cdi_devices(requests: Sequence[GpuRequest]) -> list[str]:
+    """`--gpus` as CDI device names, the way NVIDIA recommends for Podman: all, or each GPU by index/UUID."""
+    names: list[str] = []
+    for request in requests:
+        if request.device_ids:
+            names += [f"{CDI_KIND}={device}" for device in request.device_ids]
+        elif request.count == ALL_GPUS:
+            names.append(f"{CDI_KIND}=all")
+        else:
+            names += [f"{CDI_KIND}={index}" for index in range(request.count)]
+    return names
+
+
+def require_cdi_spec(spec_dirs: Sequence[Path] = CDI_SPEC_DIRS) -> None:
+    """A CDI spec for NVIDIA GPUs must exist (nvidia-ctk writes it); without one, one line naming the fix."""
+    for directory in spec_dirs:
+        for spec in sorted(directory.glob("*")) if directory.is_dir() else []:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                if spec.suffix in (".yaml", ".json") and CDI_KIND in spec.read_text():
+                    return
+    raise EngineError(
+        f"GPUs were requested but no CDI spec for {CDI_KIND} is in {' or '.join(map(str, spec_dirs))}",
+        "run `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml` (NVIDIA Container Toolkit); "
+        "or use --gpus none",
+    )
+
+
 def create_container(client: DockerClient, kwargs: Mapping[str, Any]) -> Container:
     """`containers.create(**kwargs)` as the user the engine's kind calls for (`container_identity`), with
     Podman's keep-id, a `userns_mode` the SDK itself only allows as "host": set on the host config the SDK
-    built, as `docker run --userns` sends it."""
+    built, as `docker run --userns` sends it. On Podman, GPU requests become CDI devices (its Docker API
+    ignores device requests); the SDK's DeviceRequest has the count and device IDs cdi_devices reads."""
     from docker.models.containers import _create_container_args
 
     identity = current().identity
     arguments = {**kwargs, "user": identity.user}
+    if arguments.get("device_requests") and current().podman:
+        requests = arguments.pop("device_requests")
+        require_cdi_spec()
+        arguments["devices"] = [*(arguments.get("devices") or []), *cdi_devices(requests)]
     userns_mode = identity.userns_mode
     if not userns_mode:
         return client.containers.create(**arguments)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tfdock_host import engine
+from tfdock_host import engine, gpus
 from tfdock_host.errors import EngineError
 
 
@@ -106,6 +106,13 @@ def test_the_engine_kind_decides_the_containers_user(kind, uid, user, userns, ow
     assert identity.files_owned_by
 
 
+def test_invoked_as_root_a_rootless_engines_user_gets_the_dirs_and_the_files():
+    docker = engine.container_identity(engine.ROOTLESS_DOCKER, 0, 0, engine_owner=(1001, 1001))
+    assert (docker.user, docker.writable_owner) == ("0:0", (1001, 1001))
+    podman = engine.container_identity(engine.ROOTLESS_PODMAN, 0, 0, engine_owner=(1001, 1001))
+    assert (podman.user, podman.userns_mode, podman.writable_owner) == ("1001:1001", "keep-id", (1001, 1001))
+
+
 def test_podman_builds_with_its_own_cli_without_dockers_progress_flag():
     args = [
         "build",
@@ -125,3 +132,26 @@ def test_podman_builds_with_its_own_cli_without_dockers_progress_flag():
         "id=ca_bundle,src=/ca.pem",
         ".",
     ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "devices"),
+    [
+        ("all", ["nvidia.com/gpu=all"]),
+        ("device=0", ["nvidia.com/gpu=0"]),
+        ("device=0,2", ["nvidia.com/gpu=0", "nvidia.com/gpu=2"]),
+        ("2", ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]),
+        ("device=GPU-4f1e", ["nvidia.com/gpu=GPU-4f1e"]),
+    ],
+)
+def test_gpus_as_cdi_devices_for_podman(spec, devices):
+    assert engine.cdi_devices(gpus.parse(spec)) == devices
+
+
+def test_no_cdi_spec_is_one_line_naming_nvidia_ctk(tmp_path):
+    (tmp_path / "other.yaml").write_text("kind: vendor.com/fpga\n")
+    with pytest.raises(EngineError) as raised:
+        engine.require_cdi_spec([tmp_path, tmp_path / "missing"])
+    assert "nvidia-ctk cdi generate" in raised.value.hint and str(tmp_path) in raised.value.message
+    (tmp_path / "nvidia.yaml").write_text('cdiVersion: "0.5.0"\nkind: nvidia.com/gpu\n')
+    engine.require_cdi_spec([tmp_path])
