@@ -69,7 +69,8 @@ def as_user_command(account: pwd.struct_passwd, command: list[str], **env: str) 
         "PATH": f"{account.pw_dir}/.tfdock-test-venv/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "COLUMNS": "400",  # doctor's table unwrapped
         **({"INVOKE_TFDOCK_BASE_IMAGE": BASE_IMAGE} if BASE_IMAGE else {}),
-        **({"CI": os.environ["CI"]} if os.environ.get("CI") else {}),
+        # The images the fixtures built and loaded, and CI's marker.
+        **{name: os.environ[name] for name in ("INVOKE_TFDOCK_IMAGE", "CI") if os.environ.get(name)},
         **env,
     }
     return [
