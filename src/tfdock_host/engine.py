@@ -311,7 +311,7 @@ def _podman_rootless(client: DockerClient, info: Mapping[str, Any]) -> bool:
     """Podman's compat info leaves `rootless` out of SecurityOptions; its own API says it."""
     if any("name=rootless" in option for option in info.get("SecurityOptions") or []):
         return True
-    response = client.api._get(client.api.base_url + "/v4.0.0/libpod/info")
+    response = client.api.get(client.api.base_url + "/v4.0.0/libpod/info")
     if response.ok:
         return bool(response.json().get("host", {}).get("security", {}).get("rootless"))
     return False
@@ -355,7 +355,8 @@ def create_container(client: DockerClient, kwargs: Mapping[str, Any]) -> Contain
     Podman's keep-id, a `userns_mode` the SDK itself only allows as "host": set on the host config the SDK
     built, as `docker run --userns` sends it. On Podman, GPU requests become CDI devices (its Docker API
     ignores device requests); the SDK's DeviceRequest has the count and device IDs cdi_devices reads."""
-    from docker.models.containers import _create_container_args
+    # The SDK's own split of create() arguments into the request and its host config (no public twin).
+    from docker.models.containers import _create_container_args  # type: ignore[attr-defined]
 
     identity = current().identity
     arguments = {**kwargs, "user": identity.user}
@@ -366,7 +367,7 @@ def create_container(client: DockerClient, kwargs: Mapping[str, Any]) -> Contain
     userns_mode = identity.userns_mode
     if not userns_mode:
         return client.containers.create(**arguments)
-    create_args = _create_container_args({**arguments, "version": client.api._version})
+    create_args = _create_container_args({**arguments, "version": client.api.api_version})
     create_args["host_config"]["UsernsMode"] = userns_mode
     return client.containers.get(client.api.create_container(**create_args)["Id"])
 
