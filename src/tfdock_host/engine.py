@@ -404,9 +404,14 @@ def buildkit_cli(preferred: str = "") -> str:
 
 
 def build_command(preferred_cli: str, docker_build_args: list[str]) -> list[str]:
-    """The command that builds on the resolved engine: a BuildKit docker CLI, or for Podman its own
-    `podman --url ENDPOINT build` (Buildah understands cache and secret mounts; the docker CLI's BuildKit
-    cannot hand Podman a secret). `docker_build_args` start with "build"."""
+    """The command that builds on the resolved engine: a BuildKit docker CLI, or for Podman its own CLI
+    (Buildah understands cache and secret mounts; the docker CLI's BuildKit cannot build on Podman at all:
+    "failed to dial gRPC ... 404"). `docker_build_args` start with "build".
+
+    The user's own Podman service (its socket is theirs) serves the store their local `podman build`
+    writes: that one builds, with the secret read in place. Another Podman gets `podman --url`, whose
+    remote build hands a secret over inside the build context, where the project's allowlist
+    .dockerignore leaves it out: there a CA secret cannot reach the build (docs/engines.md)."""
     if not current().podman:
         return [buildkit_cli(preferred_cli), *docker_build_args]
     podman = shutil.which("podman")
@@ -415,7 +420,10 @@ def build_command(preferred_cli: str, docker_build_args: list[str]) -> list[str]
             f"the engine ({endpoint()}) is Podman, and building for it needs the podman CLI",
             "install it (apt: podman), or point DOCKER_HOST at a Docker engine",
         )
-    return [podman, "--url", endpoint().host, *podman_build_args(docker_build_args)]
+    socket = endpoint().socket
+    own = socket is not None and socket.exists() and socket.stat().st_uid == os.getuid() != 0
+    remote = [] if own else ["--url", endpoint().host]
+    return [podman, *remote, *podman_build_args(docker_build_args)]
 
 
 def podman_build_args(docker_build_args: list[str]) -> list[str]:
