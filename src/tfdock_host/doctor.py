@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import re
 import shutil
 import stat
@@ -87,7 +86,7 @@ def run_checks(settings: Settings, gpus_spec: str = "") -> list[Check]:
     gpu_requests = tuple(gpus.parse(gpu_spec if wanted else "all"))
     checks = [
         _daemon_check(),
-        socket_permissions_check(os.environ.get("DOCKER_HOST", "")),
+        socket_permissions_check(_engine_host()),
         buildkit_check(settings.docker_cli),
         shm_check(settings.shm_size),
     ]
@@ -327,9 +326,16 @@ def gpu_verdict(check: Check, wanted: bool) -> Check:
 
 def _daemon_check() -> Check:
     try:
-        return daemon_check(engine.connect().version())
+        return Check(DAEMON, OK, engine.current().summary())
     except EngineError as error:
         return Check(DAEMON, FAIL, error.message, error.hint)
+
+
+def _engine_host() -> str:
+    try:
+        return engine.endpoint().host
+    except EngineError:  # a missing context: the daemon check names it
+        return ""
 
 
 def buildkit_check(preferred_cli: str) -> Check:
@@ -414,7 +420,7 @@ def _probe(
     if entrypoint:
         kwargs["entrypoint"] = entrypoint
     try:
-        container = client.containers.create(**kwargs)
+        container = engine.create_container(client, kwargs)
         container.start()
         exit_code = int(container.wait(timeout=timeout_s)["StatusCode"])
         return ProbeResult(

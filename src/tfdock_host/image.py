@@ -18,8 +18,8 @@ import subprocess
 from collections import defaultdict, deque
 from pathlib import Path
 
-from tfdock_host import console
-from tfdock_host.engine import buildkit_cli, connect
+from tfdock_host import console, engine
+from tfdock_host.engine import connect
 from tfdock_host.errors import BuildError, UsageError
 from tfdock_host.run import IMAGE_USER_IDS_WHEN_ROOT
 from tfdock_host.settings import ROOT, VARIANTS, Settings
@@ -127,11 +127,11 @@ def build_args(settings: Settings, request: BuildRequest) -> list[str]:
 
 def build(settings: Settings, request: BuildRequest) -> str:
     """Build with BuildKit, streaming the log; returns the tag. A failure shows the failed step's tail."""
-    cli = buildkit_cli(settings.docker_cli)
     connect()  # a stopped daemon is one clear line, not a BuildKit stack dump
+    command = engine.build_command(settings.docker_cli, build_args(settings, request))
     tag = latest_tag(settings, request.variant, request.target)
-    console.info(f"building {tag} from {request.base_image} with {cli}")
-    _run_build([cli, *build_args(settings, request)], tag)
+    console.info(f"building {tag} from {request.base_image} with {command[0]} on {engine.endpoint()}")
+    _run_build(command, tag)
     return tag
 
 
@@ -180,7 +180,7 @@ def _run_build(command: list[str], tag: str) -> None:
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
-        env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        env={**engine.endpoint().cli_environment(os.environ), "DOCKER_BUILDKIT": "1"},
     )
     assert process.stdout is not None
     # A spinner with the current step on a terminal; BuildKit's plain lines in logs and CI.

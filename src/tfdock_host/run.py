@@ -1,6 +1,7 @@
 """Running a container: the one place that knows the container lifecycle (create, stream, signals,
 cleanup, exit code), for a `RunSpec` (spec.py). Host dirs a spec mounts are made here, just before the
-run: Docker would make them as root.
+run: Docker would make them as root. The container runs as the user the engine's kind calls for
+(engine.container_identity, applied by engine.create_container), so files on bind mounts are the user's.
 
 Every task (train, test, lint, evaluate, notebook, tensorboard, shell) runs through `execute` or
 `execute_group`; the spec's names are importable from here too.
@@ -20,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tfdock_host import console
+from tfdock_host import console, engine
 from tfdock_host.engine import NVIDIA_RUNTIME_FIX, connect, docker_cli, lacks_nvidia_runtime
 from tfdock_host.errors import EngineError, UsageError
 from tfdock_host.spec import (
@@ -79,20 +80,18 @@ __all__ = [
 
 def prepare_host_dirs(spec: RunSpec) -> None:
     """Make the host dirs the spec mounts (Docker would make them as root) and, invoked as root, hand the
-    writable ones to the image's user."""
+    writable ones to the container's user on the host (the image's user; a rootless engine's own user)."""
+    owner = engine.current().identity.writable_owner
     for mount in spec.mounts:
         host_dir(mount.source)
-        if not mount.read_only:
-            _writable_by_container_user(mount.source)
+        if not mount.read_only and owner:
+            _hand_over(mount.source, owner)
 
 
-def _writable_by_container_user(path: Path) -> None:
-    """Invoked as root, the container runs as the image's user: hand it the writable mounts (as CI does)."""
-    if os.getuid() != 0:
-        return
+def _hand_over(path: Path, owner: tuple[int, int]) -> None:
     for entry in [path, *path.rglob("*")]:
-        if entry.lstat().st_uid != IMAGE_USER_IDS_WHEN_ROOT[0]:
-            os.lchown(entry, *IMAGE_USER_IDS_WHEN_ROOT)
+        if entry.lstat().st_uid != owner[0]:
+            os.lchown(entry, *owner)
 
 
 def host_dir(path: Path) -> Path:
@@ -123,10 +122,11 @@ def execute(spec: RunSpec) -> int:
     with _managed(client, [spec]) as signals:
         try:
             with signals.held():
-                container = client.containers.create(**spec.create_kwargs())
+                container = engine.create_container(client, spec.create_kwargs())
             if spec.interactive:
                 attach = [docker_cli(), "start", "--attach", "--interactive", spec.name]
-                return subprocess.run(attach, check=False).returncode
+                cli_environment = engine.endpoint().cli_environment(os.environ)
+                return subprocess.run(attach, env=cli_environment, check=False).returncode
             output = _attach(container)
             container.start()
             _copy_output(output)
@@ -165,7 +165,7 @@ def execute_group(members: Mapping[str, RunSpec], private_network: str = "") -> 
                     labels = {PROJECT_LABEL: "tfdock"}
                     client.networks.create(private_network, driver="bridge", internal=True, labels=labels)
                 containers = {
-                    member: client.containers.create(**spec.create_kwargs())
+                    member: engine.create_container(client, spec.create_kwargs())
                     for member, spec in members.items()
                 }
             for member, container in containers.items():
@@ -179,7 +179,8 @@ def execute_group(members: Mapping[str, RunSpec], private_network: str = "") -> 
                 name, exit_code = _wait_interruptibly(finished)
                 if exit_code is None:
                     raise EngineError(
-                        f"lost {name}'s container: did the Docker daemon stop?", AFTER_DAEMON_LOSS
+                        f"lost {name}'s container: did the engine ({engine.endpoint()}) stop?",
+                        AFTER_DAEMON_LOSS,
                     )
                 if exit_code != 0:
                     _stop(client, specs, reason=f"{name} exited with {exit_code}")
@@ -233,7 +234,8 @@ def _managed(client: DockerClient, specs: list[RunSpec], network: str = "") -> I
             raise _engine_error(error, specs[0]) from None
         except OSError as error:  # requests' ConnectionError is an OSError: the daemon went away
             raise EngineError(
-                f"lost the Docker daemon while {specs[0].name} was running: {error.__class__.__name__}",
+                f"lost the engine ({engine.endpoint()}) while {specs[0].name} was running: "
+                f"{error.__class__.__name__}",
                 AFTER_DAEMON_LOSS,
             ) from None
         finally:
@@ -338,6 +340,14 @@ def _engine_error(error: Exception, spec: RunSpec) -> EngineError:
     text = str(getattr(error, "explanation", None) or error)
     if lacks_nvidia_runtime(text):
         return EngineError(
-            "GPUs were requested but this Docker engine has no NVIDIA runtime", NVIDIA_RUNTIME_FIX
+            f"GPUs were requested but the engine ({engine.endpoint()}) has no NVIDIA runtime",
+            NVIDIA_RUNTIME_FIX,
         )
-    return EngineError(f"the engine refused {spec.name}: {text}")
+    if engine.PODMAN_REFUSES_CDI in text:
+        return EngineError(
+            f"the engine ({engine.endpoint()}) is Podman, whose Docker-compatible API cannot attach the CDI "
+            f"devices --gpus asked for ({text})",
+            "on Podman, run GPU containers with `podman run --device nvidia.com/gpu=all`; tfdock's GPU runs "
+            "need Docker with the NVIDIA Container Toolkit; or use --gpus none",
+        )
+    return EngineError(f"the engine ({engine.endpoint()}) refused {spec.name}: {text}")

@@ -1,6 +1,7 @@
 """A container run as plain data: `RunSpec`, and `task_spec`, which applies the house rules once.
 
-The rules: the invoking user's UID:GID (the image's non-root user when invoked as root), a writable HOME,
+The rules: the invoking user's UID:GID (the image's non-root user when invoked as root; on a rootless
+engine, engine.create_container puts the user its kind calls for in its place), a writable HOME,
 the project bind-mounted read-only (its src/ wins over the image's copy), data read-only, outputs
 read-write, no capabilities, no new privileges, no network unless asked, ports on 127.0.0.1 only.
 Nothing here touches the host or the engine: run.py executes a spec.
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfdock_host import engine
 from tfdock_host.errors import UsageError
 from tfdock_host.settings import DEFAULTS, ROOT
 
@@ -40,9 +42,8 @@ RUNTIME_ENVIRONMENT = {
 PROJECT_LABEL = "io.tfdock.project"
 TASK_LABEL = "io.tfdock.task"
 DEBUG_PORT = 5678
-# The image's user when root builds it (root's own ids would make a root-owned image user): the
-# Dockerfile's ARG UID/GID defaults (a host test holds them equal), and the Kubernetes pods' user.
-IMAGE_USER_IDS_WHEN_ROOT = (1000, 1000)
+# The image's user when root builds it: the Dockerfile's ARG UID/GID defaults, the Kubernetes pods' user.
+IMAGE_USER_IDS_WHEN_ROOT = engine.IMAGE_USER_IDS_WHEN_ROOT
 DEFAULT_SHM_SIZE = DEFAULTS["shm_size"]
 
 
@@ -98,10 +99,9 @@ class RunSpec:
 
 
 def invoking_user() -> str | None:
-    """UID:GID for the container, so files on bind mounts belong to the user; None (the image's non-root
-    user) when invoked as root, as in CI."""
-    uid, gid = os.getuid(), os.getgid()
-    return None if uid == 0 else f"{uid}:{gid}"
+    """UID:GID for the container on a rootful engine, so files on bind mounts belong to the user; None
+    (the image's non-root user) when invoked as root, as in CI."""
+    return engine.container_identity(engine.DOCKER, os.getuid(), os.getgid()).user
 
 
 def task_spec(
