@@ -130,7 +130,7 @@ def render(
         _claim(data_claim, namespace, "ReadOnlyMany", "1Gi", project),
         _claim(output_claim, namespace, "ReadWriteMany", "10Gi", project),
         _headless_service(name, namespace, labels),
-        _worker_network_policy(name, namespace, labels),
+        _worker_network_policy(name, namespace, labels, gpus_per_worker),
         _job(name, namespace, labels, workers, gpus_per_worker, image_ref, entry, trainer_args,
              data_claim, output_claim, kubernetes_quantity(shm_size)),
     ]  # fmt: skip
@@ -251,10 +251,16 @@ def _headless_service(name: str, namespace: str, labels: dict[str, str]) -> dict
     }
 
 
-def _worker_network_policy(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
-    """The workers talk to each other and to DNS only (where the cluster's network plugin enforces it)."""
+def _worker_network_policy(
+    name: str, namespace: str, labels: dict[str, str], gpus_per_worker: int
+) -> dict[str, Any]:
+    """The workers talk to each other and to DNS only (where the cluster's network plugin enforces it).
+    CPU workers all-reduce over the gRPC port; GPU workers' NCCL connects on ephemeral ports between them."""
     peers = [{"podSelector": {"matchLabels": labels}}]
     dns = [{"protocol": protocol, "port": 53} for protocol in ("UDP", "TCP")]
+    from_peers: dict[str, Any] = {"from": peers}
+    if not gpus_per_worker:
+        from_peers["ports"] = [{"protocol": "TCP", "port": WORKER_PORT}]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -262,7 +268,7 @@ def _worker_network_policy(name: str, namespace: str, labels: dict[str, str]) ->
         "spec": {
             "podSelector": {"matchLabels": labels},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": WORKER_PORT}]}],
+            "ingress": [from_peers],
             "egress": [{"to": peers}, {"to": [{"namespaceSelector": {}}], "ports": dns}],
         },
     }

@@ -113,6 +113,14 @@ def test_workers_accept_grpc_from_each_other_only():
     assert ingress["ports"] == [{"protocol": "TCP", "port": WORKER_PORT}]
 
 
+def test_gpu_workers_accept_every_port_from_each_other_for_nccl():
+    manifests = by_kind(render(2, 1, IMAGE))
+    pod_labels = manifests["Job"]["spec"]["template"]["metadata"]["labels"]
+
+    (ingress,) = manifests["NetworkPolicy"]["spec"]["ingress"]
+    assert ingress == {"from": [{"podSelector": {"matchLabels": pod_labels}}]}
+
+
 def test_one_worker_keeps_the_local_strategy():
     assert "TF_CONFIG" not in environment(by_kind(render(1, 4, IMAGE))["Job"])
 
