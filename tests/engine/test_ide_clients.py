@@ -188,7 +188,7 @@ def _line_of(path: Path, statement: str) -> int:
 
 @pytest.mark.slow
 def test_dap_client_stops_at_a_breakpoint_in_the_training_loop(fashion_mnist, dev_image, client, tmp_path):
-    breakpoint_line = _line_of(TRAIN_SOURCE, "trainer.train_step(batch)")
+    breakpoint_line = _line_of(TRAIN_SOURCE, "trainer.train_steps(batches, steps)")
     outputs = tmp_path / "outputs"
     log = (tmp_path / "invoke.log").open("w")
     training = subprocess.Popen(
