@@ -138,5 +138,5 @@ def test_with_the_daemon_unreachable_build_prints_one_line_and_fails():
     assert result.returncode == 1, result.stderr  # an engine failure: exit 1 (usage errors are 2)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
-    assert "cannot reach the Docker daemon" in lines[0] and "start it" in lines[0]
+    assert "cannot reach the engine unix:///nonexistent/docker.sock" in lines[0] and "start it" in lines[0]
     assert "Traceback" not in result.stderr
