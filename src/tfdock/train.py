@@ -529,7 +529,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
             while step < end:
                 steps = min(config.steps_per_call, end - step)
                 profiler.before_steps(step, steps)
-                trainer.train_steps(batches, steps)
+                with profiler.step_marker(step):
+                    trainer.train_steps(batches, steps)
                 if config.step_delay:  # tests only: work that outlasts a chosen moment on any machine
                     time.sleep(config.step_delay * steps)
                 step += steps
@@ -597,6 +598,12 @@ class Profiler:
             self.active = True
         elif self.active and first >= stop:
             self.stop()
+
+    def step_marker(self, step: int) -> contextlib.AbstractContextManager[object]:
+        """While tracing, marks a call as step `step`, so the profile's overview can time steps."""
+        if not self.active:
+            return contextlib.nullcontext()
+        return tf.profiler.experimental.Trace("train", step_num=step, _r=1)
 
     def stop(self) -> None:
         if self.active:
