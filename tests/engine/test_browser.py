@@ -213,7 +213,8 @@ def test_tensorboard_draws_a_runs_loss_and_accuracy_and_opens_its_profile(
             [plugin] = wait_for_element(driver, "iframe", "tensorboard-profile")
             driver.switch_to.frame(plugin)
             wait_for_text(driver, run, "tensorboard-profile")  # its session in the profile plugin
-            assert "Overview Page" in driver.find_element(By.TAG_NAME, "body").text
+            overview = driver.find_element(By.TAG_NAME, "body").text
+            assert "Overview Page" in overview, overview
             driver.switch_to.default_content()
             screenshot(driver, "tensorboard-profile")
     finally:
