@@ -163,9 +163,10 @@ def runs(c, diff=None, output_dir=""):
     help={
         "exact": "refuse when the run's image is gone, instead of rebuilding it from the run's commit",
         "tolerance": "how far each metric may differ and still agree (default 0: identical)",
+        "gpus": "GPUs for the rerun, as in `docker run --gpus` (default: invoke.yaml)",
     }
 )
-def reproduce(c, run, exact=False, tolerance="0"):
+def reproduce(c, run, exact=False, tolerance="0", gpus=""):
     """Rerun RUN (a run dir, e.g. outputs/latest) from its receipt into a new run dir; compare the metrics."""
     from tfdock_host import reproduce as reproduction
     from tfdock_host.errors import UsageError
@@ -177,7 +178,7 @@ def reproduce(c, run, exact=False, tolerance="0"):
             raise UsageError(
                 f"invalid --tolerance {tolerance!r}", "--tolerance takes a number >= 0"
             ) from None
-        exit_with(reproduction.reproduce(settings(c), run, exact=exact, tolerance=allowed))
+        exit_with(reproduction.reproduce(settings(c).apply(gpus=gpus), run, exact=exact, tolerance=allowed))
 
 
 @task(help={"debug": "run pytest under debugpy, waiting for your IDE to attach on 127.0.0.1:5678"})

@@ -166,8 +166,9 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def seeds(config: Mapping[str, Any]) -> dict[str, Any]:
     """The run's seeds, from the config.json its entry point wrote (any key naming a seed)."""
-    nested = config.get("config") if isinstance(config.get("config"), dict) else {}
-    return {key: value for key, value in {**nested, **config}.items() if "seed" in key.lower()}
+    nested = config.get("config")
+    merged = {**(nested if isinstance(nested, dict) else {}), **config}
+    return {key: value for key, value in merged.items() if "seed" in key.lower()}
 
 
 @dataclasses.dataclass(frozen=True)

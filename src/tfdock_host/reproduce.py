@@ -202,7 +202,8 @@ def image_for(facts: Mapping[str, Any], source: Path, exact: bool) -> tuple[str,
 
     recorded = facts["image"]
     try:
-        return connect().images.get(recorded["id"]).id, recorded["reference"], "same image"
+        connect().images.get(recorded["id"])
+        return recorded["id"], recorded["reference"], "same image"
     except ImageNotFound:
         pass
     if exact:
@@ -223,7 +224,7 @@ def image_for(facts: Mapping[str, Any], source: Path, exact: bool) -> tuple[str,
     if build.returncode != 0:
         raise BuildError(f"rebuilding the run's image failed (exit {build.returncode})", "its log is above")
     reference = f"{repository}-reproduce:{tag_part}"
-    return connect().images.get(reference).id, reference, "rebuilt"
+    return str(connect().images.get(reference).id), reference, "rebuilt"
 
 
 def rerun(
