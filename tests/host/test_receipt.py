@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from tfdock_host import receipt, reproduce, training
 from tfdock_host.contract import EntryPoint
 from tfdock_host.errors import UsageError
+from tfdock_host.settings import ROOT
 
 CPUINFO = """processor\t: 0
 model name\t: Example CPU 9000
@@ -112,3 +114,47 @@ def test_receipts_differ_in_the_fields_that_changed_not_in_a_run_s_own():
 def test_a_rerun_compares_every_numeric_metric_per_epoch_too():
     metrics = {"test_accuracy": 0.9, "status": "done", "config": {"seed": 0}, "history": [{"loss": 0.5}]}
     assert reproduce.comparable(metrics) == {"test_accuracy": 0.9, "history.0.loss": 0.5}
+
+
+def reproduce_invoke(run_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "reproduce", str(run_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def a_receipt(run_dir: Path, commit: str, patch: bytes) -> None:
+    """A receipt of a run that read no data files, with this commit and patch (no engine is reached)."""
+    run_dir.mkdir()
+    (run_dir / "receipt.patch").write_bytes(patch)
+    facts = {
+        "schema": receipt.SCHEMA,
+        "argv": ["python", "-m", "tfdock.train", "--run-name", run_dir.name],
+        "data": {"dataset": "fashion-mnist", "dir": str(run_dir), "files": []},
+        "code": {"commit": commit, "branch": "main", "dirty": True, "patch": "receipt.patch"},
+    }
+    (run_dir / "receipt.json").write_text(json.dumps(facts))
+
+
+@pytest.mark.parametrize(
+    ("commit", "patch", "refusal"),
+    [
+        ("HEAD", b"--- a/nothing.py\n+++ b/nothing.py\n@@ -1 +1 @@\n-old\n+new\n", "does not apply"),
+        ("0" * 40, b"", "is not in"),
+    ],
+)
+def test_a_patch_that_does_not_apply_or_an_unknown_commit_is_one_line_and_leaves_no_worktree(
+    tmp_path, commit, patch, refusal
+):
+    a_receipt(tmp_path / "run", commit, patch)
+    result = reproduce_invoke(tmp_path / "run")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and refusal in lines[0] and "Traceback" not in result.stderr, result.stderr
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
+    )
+    assert "tfdock-reproduce-" not in listed.stdout
