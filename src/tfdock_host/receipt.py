@@ -56,7 +56,10 @@ def code_state(root: Path) -> CodeState:
 
 def _git(root: Path, *args: str, ok: Sequence[int] = (0,)) -> bytes:
     try:
-        result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, check=False)
+        # Read-only queries of the project being run: trusted even when another user owns the checkout
+        # (git's safe.directory check would refuse them).
+        command = ["git", "-c", f"safe.directory={root}", "-C", str(root), *args]
+        result = subprocess.run(command, capture_output=True, check=False)
     except OSError:
         raise UsageError("git is not installed", "a receipt records the commit: install git") from None
     if result.returncode not in ok:

@@ -167,6 +167,8 @@ def check_data(facts: Mapping[str, Any]) -> Path:
 def worktree(facts: Mapping[str, Any], original: Path) -> Iterator[Path]:
     """The run's commit checked out in a temporary git worktree, its receipt.patch applied; removed after."""
     commit = facts["code"]["commit"]
+    if not commit:
+        raise UsageError(f"{original}'s receipt records no commit", "train from a git checkout to reproduce")
     parent = Path(tempfile.mkdtemp(prefix="tfdock-reproduce-"))
     parent.chmod(0o755)  # the container's user reads the source mounted from here
     path = parent / "source"
@@ -189,7 +191,8 @@ def worktree(facts: Mapping[str, Any], original: Path) -> Iterator[Path]:
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False)
+    command = ["git", "-c", f"safe.directory={ROOT}", "-C", str(ROOT), *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
 def image_for(facts: Mapping[str, Any], source: Path, exact: bool) -> tuple[str, str, str]:

@@ -111,7 +111,7 @@ def run_facts(
     locks = {f"{name}.txt": receipt.sha256(root / "requirements" / f"{name}.txt") for name in LOCKS}
     return receipt.RunFacts(
         image=receipt.image_facts(tag, settings.run_variant),
-        code=receipt.code_state(root),
+        code=code_or_none(root),
         locks=locks,
         dataset=dataset.name,
         data_dir=data,
@@ -125,6 +125,15 @@ def run_facts(
             for index in range(workers if workers > 1 else 0)
         ],
     )
+
+
+def code_or_none(root: Path) -> receipt.CodeState:
+    """The code's state; outside a git repository the run goes on, its receipt without a commit."""
+    try:
+        return receipt.code_state(root)
+    except UsageError as error:
+        console.info(f"the receipt will record no commit: {error.message}")
+        return receipt.CodeState(commit="", branch="", patch=b"")
 
 
 def write_receipt(outputs: Path, run_name: str, before: set[Path], facts: receipt.RunFacts) -> None:

@@ -158,3 +158,7 @@ def test_a_patch_that_does_not_apply_or_an_unknown_commit_is_one_line_and_leaves
         ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
     )
     assert "tfdock-reproduce-" not in listed.stdout
+
+
+def test_outside_a_git_repository_a_run_goes_on_and_its_receipt_records_no_commit(tmp_path):
+    assert training.code_or_none(tmp_path) == receipt.CodeState(commit="", branch="", patch=b"")
