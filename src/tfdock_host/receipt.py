@@ -107,13 +107,15 @@ def image_facts(tag: str, variant: str) -> dict[str, Any]:
 
 
 def engine_facts() -> dict[str, str]:
-    from tfdock_host.engine import connect
+    """The engine as engine.describe() names it: kind (Docker, rootless Docker, Podman, ...), version."""
+    from tfdock_host.engine import connect, describe
 
-    version = connect().version()
+    found = describe(connect())
     return {
-        "kind": "docker",
-        "version": str(version.get("Version", "")),
-        "api": str(version.get("ApiVersion", "")),
+        "kind": found.kind,
+        "version": found.version,
+        "api": found.api_version,
+        "architecture": found.architecture,
     }
 
 
