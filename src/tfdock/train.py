@@ -549,14 +549,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
             if len(validation[0]):
                 scalars["val_loss"], scalars["val_accuracy"] = trainer.evaluate(validation_batches)
             epochs_done.assign(epoch + 1)
+            progress.history.append({"epoch": epoch + 1, **scalars})
+            # metrics.json before the checkpoint: a run killed between the two resumes from the checkpoint
+            # before and redoes this epoch (Progress.load drops its entry); the other order lost the epoch.
+            record("running")
             with _writing(run_dir):
                 with writer.as_default(step=epoch + 1):
                     for name, value in scalars.items():
                         tf.summary.scalar(name, value)
                 writer.flush()
                 manager.save(checkpoint_number=epoch + 1)
-            progress.history.append({"epoch": epoch + 1, **scalars})
-            record("running")
             print(
                 f"epoch {epoch + 1}/{config.epochs} "
                 + " ".join(f"{name} {value:.4g}" for name, value in scalars.items()),
