@@ -10,7 +10,9 @@ from tfdock_host.errors import UsageError
 PIN = re.compile(r"^([a-z0-9][a-z0-9._-]*)==([^\s;]+)", re.M)
 # In a lock: `    # via tensorflow` or, for several, `    # via` then `    #   keras` lines.
 VIA = re.compile(r"^    # via (\S+)$|^    #   (\S+)$", re.M)
-MARKED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^]]*\])?\s*[=<>~!][^;#]*;\s*platform_machine\s*==\s*'(\w+)'", re.M)
+MARKED = re.compile(
+    r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^]]*\])?\s*[=<>~!][^;#]*;\s*platform_machine\s*==\s*'(\w+)'", re.M
+)
 
 
 def pins(path):
@@ -62,7 +64,8 @@ def test_each_architecture_pins_the_same_versions_and_the_in_markers_explain_the
 
 def test_the_tensorflow_build_differs_by_marker_as_pypi_ships_it():
     """tensorflow-cpu has no aarch64 wheel; PyPI's aarch64 tensorflow is the CPU build."""
-    assert machine_only(lock.REQUIREMENTS / "runtime-cpu.in") == {"tensorflow-cpu": "x86_64", "tensorflow": "aarch64"}
+    marked = machine_only(lock.REQUIREMENTS / "runtime-cpu.in")
+    assert marked == {"tensorflow-cpu": "x86_64", "tensorflow": "aarch64"}
     assert "tensorflow-cpu" in pins(lock.REQUIREMENTS / "runtime-cpu.txt")
     assert "tensorflow" in pins(lock.REQUIREMENTS / "runtime-cpu.aarch64.txt")
 
@@ -75,7 +78,7 @@ def test_every_lock_an_architecture_installs_was_resolved_for_that_platform(arch
     for name in lock.IMAGE_LOCKS[arch]:
         header = (lock.REQUIREMENTS / f"{lock.lock_name(name, arch)}.txt").read_text().splitlines()[1]
         assert f"--python-platform {platform}" in header, header
-    expected = {f"{lock.lock_name(name, arch)}.txt" for arch, names in lock.IMAGE_LOCKS.items() for name in names}
+    expected = {f"{lock.lock_name(name, a)}.txt" for a, names in lock.IMAGE_LOCKS.items() for name in names}
     image_locks = {
         path.name for path in lock.REQUIREMENTS.glob("*.txt") if re.match(r"(runtime-|dev)", path.name)
     }
