@@ -53,8 +53,11 @@ def variant_for(settings: Settings, wants_gpus: bool) -> str:
 def latest_tag(settings: Settings, variant: str, target: str) -> str:
     """The moving tag the tasks run: `tfdock:latest-cpu`, `tfdock:latest-gpu-dev`; with a platform set,
     its architecture too (`tfdock:latest-cpu-arm64`), so a build for another never takes the engine's tag."""
-    arch = f"-{settings.platform.split('/')[1]}" if settings.platform else ""
-    return f"{settings.image}:latest-{variant}{'-dev' if target == 'dev' else ''}{arch}"
+    return f"{settings.image}:latest-{variant}{'-dev' if target == 'dev' else ''}{_platform_suffix(settings)}"
+
+
+def _platform_suffix(settings: Settings) -> str:
+    return f"-{settings.platform.split('/')[1]}" if settings.platform else ""
 
 
 def engine_arch() -> str:
@@ -121,7 +124,7 @@ def build_args(settings: Settings, request: BuildRequest) -> list[str]:
     suffix = "-dev" if request.target == "dev" else ""
     tags = [
         latest_tag(settings, request.variant, request.target),
-        f"{settings.image}:{version}-{request.variant}{suffix}-{revision[:7]}",
+        f"{settings.image}:{version}-{request.variant}{suffix}-{revision[:7]}{_platform_suffix(settings)}",
         *request.extra_tags,
     ]
     labels = {

@@ -108,6 +108,10 @@ def test_a_platform_setting_tags_its_architecture_so_the_engines_own_tag_is_neve
     assert image.latest_tag(native, "cpu", "dev") == "tfdock:latest-cpu-dev"
     assert image.latest_tag(emulated, "cpu", "dev") == "tfdock:latest-cpu-dev-arm64"
     assert image.target_arch(emulated) == "arm64"
+    request = image.BuildRequest(variant="cpu", target="dev", base_image="b", arch="arm64")
+    args = image.build_args(emulated, request)
+    tags = [args[i + 1] for i, arg in enumerate(args) if arg == "--tag"]
+    assert tags[0] == "tfdock:latest-cpu-dev-arm64" and tags[1].endswith("-arm64"), tags
 
 
 def test_gpu_on_arm64_and_unknown_platforms_are_one_line_each():
