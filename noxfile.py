@@ -81,12 +81,12 @@ def on_the_host(
 @nox.session
 def engine(session: nox.Session) -> None:
     """End to end on the real Docker engine: builds, labels, training, GPU requests, IDE clients."""
-    on_the_host(session, "engine")
+    on_the_host(session, "engine", defaults=("-q", "--durations=10", "-m", "not arm64"))
 
 
 @nox.session(default=False)
 def arm64(session: nox.Session) -> None:
-    """Only the engine suite's linux/arm64 tests, under emulation (`bash .ci/provision-arm64` first)."""
+    """The engine suite's linux/arm64 tests under emulation (`bash .ci/run -s arm64`: a CI job of its own)."""
     on_the_host(session, "engine", defaults=("-m", "arm64", "-q", "-s"))
 
 

@@ -4,8 +4,9 @@ arm64 dev image. An arm64 image is never run by accident where the engine is amd
 
 Needs the qemu-aarch64 handler and an arm64 base image: `bash .ci/provision-arm64` makes both here and prints
 the base, which TFDOCK_ARM64_BASE_IMAGE names (default: the project's base image, when it is multi-arch and
-a registry answers). Skipped without them, but failing under CI=true. Emulation is slow: a 512-image
-epoch, and the container tests that train nothing.
+a registry answers). Skipped without them, but failing under CI=true. Emulation is slow (a 512-image epoch,
+and container tests that train nothing, still take most of an hour with the builds), so `nox -s engine`
+leaves these out and `nox -s arm64` (CI: `bash .ci/run -s arm64`, a job of its own) runs only them.
 """
 
 from __future__ import annotations
