@@ -30,10 +30,7 @@ SUBSET = ["--limit-train", "512", "--limit-test", "256", "--batch-size", "64"]
 # In one process (each new one imports TensorFlow again, minutes under emulation), training nothing: the
 # image is the project's, the data code reads real files, the model and its input pipeline run on
 # TensorFlow's aarch64 build.
-CONTAINER_TESTS = [
-    *(f"tests/container/test_{name}.py" for name in ("environment", "data", "pipeline")),
-    *("-m", "not slow"),
-]
+CONTAINER_TESTS = [f"tests/container/test_{name}.py" for name in ("environment", "data", "pipeline")]
 # Probabilities of the first test images, printed as JSON by the image's own Keras.
 SCORE = """
 import json, pathlib, keras
