@@ -65,13 +65,15 @@ def host(session: nox.Session) -> None:
     on_the_host(session, "host")
 
 
-def on_the_host(session: nox.Session, suite: str) -> None:
+def on_the_host(
+    session: nox.Session, suite: str, defaults: tuple[str, ...] = ("-q", "--durations=10")
+) -> None:
     session.install(*HOST_REQUIREMENTS)
     session.run(
         "pytest",
         f"tests/{suite}",
         f"--junitxml=reports/junit-{suite}.xml",
-        *(session.posargs or ["-q", "--durations=10"]),
+        *(session.posargs or defaults),
         env={"PYTHONPATH": "src"},
     )
 
@@ -79,7 +81,13 @@ def on_the_host(session: nox.Session, suite: str) -> None:
 @nox.session
 def engine(session: nox.Session) -> None:
     """End to end on the real Docker engine: builds, labels, training, GPU requests, IDE clients."""
-    on_the_host(session, "engine")
+    on_the_host(session, "engine", defaults=("-q", "--durations=10", "-m", "not arm64"))
+
+
+@nox.session(default=False)
+def arm64(session: nox.Session) -> None:
+    """The engine suite's linux/arm64 tests under emulation (`bash .ci/run -s arm64`: a CI job of its own)."""
+    on_the_host(session, "engine", defaults=("-m", "arm64", "-q", "-s"))
 
 
 @nox.session

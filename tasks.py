@@ -59,18 +59,20 @@ def exit_with(code: int) -> None:
         "tag": "an extra tag for the image, e.g. registry.example.com/team/tfdock:1.0",
         "base_image": "base image (default: invoke.yaml, else the Dockerfile's python:3.11-slim-bookworm)",
         "ca_cert": "CA bundle for pip behind a TLS-intercepting proxy (default: $PIP_CERT, ...)",
+        "platform": "linux/amd64 or linux/arm64 (default: the engine's own; another one is tagged -arm64)",
     }
 )
-def build(c, variant="", target="dev", no_cache=False, tag="", base_image="", ca_cert=""):
+def build(c, variant="", target="dev", no_cache=False, tag="", base_image="", ca_cert="", platform=""):
     """Build the project image with BuildKit (cached, pinned)."""
     from tfdock_host import image
 
     with reported():
-        s = settings(c).apply(variant=variant, base_image=base_image)
+        s = settings(c).apply(variant=variant, base_image=base_image, platform=platform)
         request = image.BuildRequest(
             variant=s.variant,
             target=target,
             base_image=s.base_image,
+            arch=image.target_arch(s),
             ca_bundle=image.resolve_ca_bundle(ca_cert, s.ca_bundle),
             no_cache=no_cache,
             extra_tags=(tag,) if tag else (),

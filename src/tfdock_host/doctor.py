@@ -177,6 +177,9 @@ def freshness_check(target: str, tag: str, state: str) -> Check:
     name, fix = f"{target} image", f"invoke build --target {target}"
     if state == "missing":
         return Check(name, WARN, f"{tag} is not built (the tasks build it on first use)", fix)
+    if state.startswith("foreign:"):
+        built_for = state.partition(":")[2]
+        return Check(name, FAIL, f"{tag} is built for linux/{built_for}, not this engine's architecture", fix)
     if state == "stale":
         return Check(
             name, WARN, f"{tag} is stale: the Dockerfile or a lock file changed since its build", fix

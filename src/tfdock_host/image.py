@@ -21,24 +21,27 @@ from pathlib import Path
 from tfdock_host import console, engine
 from tfdock_host.engine import connect
 from tfdock_host.errors import BuildError, UsageError
+from tfdock_host.lock import ARCHITECTURES, IMAGE_LOCKS, lock_name
 from tfdock_host.run import IMAGE_USER_IDS_WHEN_ROOT
 from tfdock_host.settings import ROOT, VARIANTS, Settings
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 HASH_LABEL = "io.tfdock.content-hash"
+ARCH_LABEL = "io.tfdock.architecture"
 TARGETS = ("runtime", "dev")
 CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 FAILED_STEP_LINES = 25
 
 
-def lock_files(variant: str) -> list[Path]:
-    return [ROOT / "requirements" / f"runtime-{variant}.txt", ROOT / "requirements" / "dev.txt"]
+def lock_files(variant: str, arch: str = "amd64") -> list[Path]:
+    """The locks an image of this variant installs on this architecture (Docker's name: amd64, arm64)."""
+    return [ROOT / "requirements" / f"{lock_name(name, arch)}.txt" for name in (f"runtime-{variant}", "dev")]
 
 
-def content_hash(variant: str) -> str:
+def content_hash(variant: str, arch: str = "amd64") -> str:
     """sha256 over what decides the image's layers below the source: Dockerfile, .dockerignore, lock files."""
     digest = hashlib.sha256()
-    for path in [DOCKERFILE, ROOT / ".dockerignore", *lock_files(variant)]:
+    for path in [DOCKERFILE, ROOT / ".dockerignore", *lock_files(variant, arch)]:
         digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -48,8 +51,23 @@ def variant_for(settings: Settings, wants_gpus: bool) -> str:
 
 
 def latest_tag(settings: Settings, variant: str, target: str) -> str:
-    """The moving tag the tasks run: `tfdock:latest-cpu`, `tfdock:latest-gpu-dev`."""
-    return f"{settings.image}:latest-{variant}{'-dev' if target == 'dev' else ''}"
+    """The moving tag the tasks run: `tfdock:latest-cpu`, `tfdock:latest-gpu-dev`; with a platform set,
+    its architecture too (`tfdock:latest-cpu-arm64`), so a build for another never takes the engine's tag."""
+    return f"{settings.image}:latest-{variant}{'-dev' if target == 'dev' else ''}{_platform_suffix(settings)}"
+
+
+def _platform_suffix(settings: Settings) -> str:
+    return f"-{settings.platform.split('/')[1]}" if settings.platform else ""
+
+
+def engine_arch() -> str:
+    """The engine's own architecture, in Docker's names (amd64, arm64)."""
+    return str(connect().version().get("Arch", ""))
+
+
+def target_arch(settings: Settings) -> str:
+    """The architecture the tasks build and run: the platform setting's, else the engine's own."""
+    return settings.platform.split("/")[1] if settings.platform else engine_arch()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +75,7 @@ class BuildRequest:
     variant: str
     target: str
     base_image: str
+    arch: str = "amd64"
     ca_bundle: Path | None = None
     no_cache: bool = False
     extra_tags: tuple[str, ...] = ()
@@ -66,6 +85,17 @@ class BuildRequest:
             raise UsageError(f"unknown variant {self.variant!r}", f"use one of: {', '.join(VARIANTS)}")
         if self.target not in TARGETS:
             raise UsageError(f"unknown target {self.target!r}", f"use one of: {', '.join(TARGETS)}")
+        if self.arch not in ARCHITECTURES:
+            raise UsageError(
+                f"tfdock has no locks for linux/{self.arch}",
+                f"build for one of: {', '.join(f'linux/{arch}' for arch in ARCHITECTURES)} (--platform)",
+            )
+        if f"runtime-{self.variant}" not in IMAGE_LOCKS[self.arch]:
+            raise UsageError(
+                f"the {self.variant} variant has no linux/{self.arch} lock: PyPI's aarch64 TensorFlow is a "
+                "CPU build",
+                "build --variant cpu for arm64; for GPUs use an amd64 host (docs/engines.md#architectures)",
+            )
 
 
 def resolve_ca_bundle(explicit: str = "", configured: str = "") -> Path | None:
@@ -94,7 +124,7 @@ def build_args(settings: Settings, request: BuildRequest) -> list[str]:
     suffix = "-dev" if request.target == "dev" else ""
     tags = [
         latest_tag(settings, request.variant, request.target),
-        f"{settings.image}:{version}-{request.variant}{suffix}-{revision[:7]}",
+        f"{settings.image}:{version}-{request.variant}{suffix}-{revision[:7]}{_platform_suffix(settings)}",
         *request.extra_tags,
     ]
     labels = {
@@ -104,9 +134,12 @@ def build_args(settings: Settings, request: BuildRequest) -> list[str]:
         "org.opencontainers.image.version": version,
         "io.tfdock.tensorflow-version": tensorflow_version(request.variant),
         "io.tfdock.target": request.target,
-        HASH_LABEL: content_hash(request.variant),
+        ARCH_LABEL: request.arch,
+        HASH_LABEL: content_hash(request.variant, request.arch),
     }
     args = ["build", "--progress", "plain", "-f", str(DOCKERFILE), "--target", request.target]
+    # BuildKit sets TARGETARCH from it; the Dockerfile installs that architecture's locks.
+    args += ["--platform", f"linux/{request.arch}"]
     for name, value in [
         ("BASE_IMAGE", request.base_image),
         ("VARIANT", request.variant),
@@ -130,40 +163,57 @@ def build(settings: Settings, request: BuildRequest) -> str:
     connect()  # a stopped daemon is one clear line, not a BuildKit stack dump
     command = engine.build_command(settings.docker_cli, build_args(settings, request))
     tag = latest_tag(settings, request.variant, request.target)
-    console.info(f"building {tag} from {request.base_image} with {command[0]} on {engine.endpoint()}")
+    console.info(
+        f"building {tag} for linux/{request.arch} from {request.base_image} with {command[0]} on "
+        f"{engine.endpoint()}"
+    )
     _run_build(command, tag)
     return tag
 
 
 def freshness(settings: Settings, variant: str, target: str) -> str:
-    """'fresh', 'missing' or 'stale' for the image the tasks would run."""
+    """'fresh', 'missing', 'stale' or 'foreign:<arch>' (built for another architecture than the tasks run)
+    for the image the tasks would run."""
     from docker.errors import ImageNotFound
 
+    arch = target_arch(settings)
     try:
         image = connect().images.get(latest_tag(settings, variant, target))
     except ImageNotFound:
         return "missing"
-    return "fresh" if image.labels.get(HASH_LABEL) == content_hash(variant) else "stale"
+    if image.attrs.get("Architecture") != arch:
+        return f"foreign:{image.attrs.get('Architecture')}"
+    return "fresh" if image.labels.get(HASH_LABEL) == content_hash(variant, arch) else "stale"
 
 
 def ensure(settings: Settings, variant: str, target: str) -> str:
-    """The image's tag, built first when it is missing or stale."""
+    """The image's tag, built first when it is missing or stale; one of another architecture never runs."""
+    tag = latest_tag(settings, variant, target)
     state = freshness(settings, variant, target)
+    if state.startswith("foreign:"):
+        built_for = state.partition(":")[2]
+        raise UsageError(
+            f"image {tag} is built for linux/{built_for}; the tasks here run linux/{target_arch(settings)}",
+            f"rebuild it for this engine: invoke build --target {target} (other architectures: "
+            "docs/engines.md#architectures)",
+        )
     if state != "fresh":
-        console.info(f"image {latest_tag(settings, variant, target)} is {state}")
+        console.info(f"image {tag} is {state}")
         build(
             settings,
             BuildRequest(
                 variant=variant,
                 target=target,
                 base_image=settings.base_image,
+                arch=target_arch(settings),
                 ca_bundle=resolve_ca_bundle(configured=settings.ca_bundle),
             ),
         )
-    return latest_tag(settings, variant, target)
+    return tag
 
 
 def tensorflow_version(variant: str) -> str:
+    # The same pin on every architecture (lock.py constrains the aarch64 locks by the x86_64 ones).
     pinned = re.search(
         r"^tensorflow(?:-cpu)?(?:\[[^]]*\])?==([\w.]+)", lock_files(variant)[0].read_text(), re.M
     )

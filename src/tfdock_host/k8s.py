@@ -344,6 +344,8 @@ def _job(
     }
     if gpus_per_worker:
         pod_spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        # The gpu image exists for amd64 only (docs/engines.md#architectures): never on a Grace node.
+        pod_spec["nodeSelector"] = {"kubernetes.io/arch": "amd64"}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -43,6 +43,7 @@ class Settings:
     reports_dir: str = "reports"
     shm_size: str = "2g"  # tf.data and NCCL need more than Docker's 64m
     gpus: str = "none"
+    platform: str = ""  # "" = the engine's own; linux/arm64 on an amd64 engine builds and runs emulated
     project: project_contract.Contract | None = None
     # An explicit variant (--variant) wins over "gpu because GPUs were asked for".
     variant_pinned: bool = False
@@ -170,6 +171,15 @@ def _shm(value: str, origin: str, _settings: Settings) -> str:
     return validated_shm_size(value, origin)
 
 
+def _platform(value: str, origin: str, _settings: Settings) -> str:
+    from tfdock_host.lock import ARCHITECTURES
+
+    known = [f"linux/{arch}" for arch in ARCHITECTURES]
+    if value.strip() and value.strip() not in known:
+        raise UsageError(f"invalid {origin} {value!r}", f"use one of: {', '.join(known)}")
+    return value.strip()
+
+
 def _dir(value: str, origin: str, _settings: Settings) -> str:
     if not value.strip():
         raise UsageError(f"{origin} is empty", "name a directory, e.g. outputs")
@@ -185,6 +195,7 @@ _CHECKS = {
     "reports_dir": _dir,
     "shm_size": _shm,
     "gpus": _gpus,
+    "platform": _platform,
 }
 _FILE_FIELDS = [field for field in dataclasses.fields(Settings) if field.name != "variant_pinned"]
 # Every setting but the contract, as invoke's lowest config level: invoke.yaml lists only what a project

@@ -24,12 +24,16 @@ pytestmark = pytest.mark.engine
 @pytest.mark.parametrize("target", ["runtime", "dev"])
 def test_image_carries_oci_labels_and_the_current_content_hash(client, project_settings, target, request):
     tag = request.getfixturevalue(f"{target}_image")
-    labels = client.images.get(tag).labels
+    built = client.images.get(tag)
+    labels = built.labels
+    # Built for the engine's own architecture, and labelled and hashed for it.
+    arch = client.version()["Arch"]
+    assert built.attrs["Architecture"] == labels[image.ARCH_LABEL] == arch
     for key in ("source", "revision", "created", "version", "title"):
         assert labels[f"org.opencontainers.image.{key}"], key
     assert labels["io.tfdock.variant"] == project_settings.variant
     assert labels["io.tfdock.tensorflow-version"] == image.tensorflow_version(project_settings.variant)
-    assert labels[image.HASH_LABEL] == image.content_hash(project_settings.variant)
+    assert labels[image.HASH_LABEL] == image.content_hash(project_settings.variant, arch)
 
 
 def test_a_repeated_build_with_nothing_changed_reuses_every_layer(client, runtime_image):

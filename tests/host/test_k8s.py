@@ -131,6 +131,8 @@ def test_gpus_are_limits_and_tolerated_only_when_asked_for():
 
     assert trainer_container(gpu_job)["resources"]["limits"] == {"nvidia.com/gpu": 4}
     assert gpu_job["spec"]["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert gpu_job["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+    assert "nodeSelector" not in cpu_job["spec"]["template"]["spec"]  # a multi-arch cpu tag runs anywhere
     assert "nvidia.com/gpu" not in json.dumps(cpu_job)
 
 

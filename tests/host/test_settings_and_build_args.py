@@ -120,7 +120,10 @@ def test_unknown_variant_or_target_is_a_usage_error(field):
 
 
 def test_lock_compiles_dev_after_the_runtime_locks_it_is_constrained_by():
-    outputs = [command[command.index("--output-file") + 1] for command in lock.compile_commands()]
+    outputs = [command[command.index("-o") + 1] for command in lock.compile_commands()]
     assert outputs.index("dev.txt") > max(outputs.index("runtime-cpu.txt"), outputs.index("runtime-gpu.txt"))
+    # An aarch64 lock is constrained by its x86_64 twin (and dev's by the aarch64 runtime lock).
+    position = outputs.index
+    assert position("dev.aarch64.txt") > position("runtime-cpu.aarch64.txt") > position("dev.txt")
     assert outputs.index("host-test.txt") > outputs.index("host.txt")
     assert all("--generate-hashes" in command for command in lock.compile_commands())
