@@ -12,16 +12,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import ROOT, start_invoke
 
 # Debian's by default; another Chromium and its matching driver by these variables (GitHub's runners).
 CHROMIUM = Path(os.environ.get("TFDOCK_CHROMIUM", "/usr/bin/chromium"))
@@ -47,12 +45,6 @@ function deep(root, selector) {
   return found;
 }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -130,15 +122,7 @@ class Service:
     the task printed rather than on a clock."""
 
     def __init__(self, task: str, port: int, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "invoke", task, "--port", str(port)],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        self.process = start_invoke(task, "--port", str(port), env=env, stderr=subprocess.STDOUT)
         self.port = port
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -86,6 +86,24 @@ def invoke(*args: str, env: dict[str, str] | None = None, timeout: float = 900, 
     )
 
 
+def start_invoke(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdout: int = subprocess.PIPE,
+    stderr: int = subprocess.PIPE,
+) -> subprocess.Popen:
+    """`invoke ARGS` in the background, stdin closed (as under nohup or CI), output captured as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        text=True,
+    )
+
+
 def free_port() -> int:
     """A TCP port free on the host's loopback now (the engine publishes there)."""
     with socket.socket() as probe:

@@ -18,14 +18,13 @@ import pytest
 from browser import (
     Service,
     chromium,
-    free_port,
     in_shadow_roots,
     screenshot,
     wait_for,
     wait_for_element,
     wait_for_text,
 )  # fmt: skip
-from conftest import ROOT, invoke
+from conftest import ROOT, free_port, invoke
 
 from tfdock_host.run import IMAGE_USER_IDS_WHEN_ROOT
 

@@ -11,14 +11,13 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, STEP_DELAY_S, containers_mounting, free_port, invoke, limit_train
+from conftest import ROOT, STEP_DELAY_S, containers_mounting, free_port, invoke, limit_train, start_invoke
 
 from tfdock_host import engine, run
 
@@ -37,15 +36,7 @@ NO_CAPABILITIES = "0000000000000000"
 def running_task(client, args: list[str], marker: Path, env: dict[str, str]):
     """`invoke ARGS` in the background until its container (the one mounting marker) runs; Ctrl-C at the end.
     Yields the process and the container."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_invoke(*args, env=env, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 600  # bounds a hang, sized for a loaded machine
         while not (container := next(iter(containers_mounting(client, marker, status="running")), None)):

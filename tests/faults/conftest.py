@@ -35,6 +35,7 @@ containers_created = ENGINE.containers_created
 still_there = ENGINE.still_there
 project_networks = ENGINE.project_networks
 free_port = ENGINE.free_port
+start_invoke = ENGINE.start_invoke
 
 
 @dataclasses.dataclass

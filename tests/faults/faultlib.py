@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ ROOT = ENGINE.ROOT
 invoke = ENGINE.invoke
 containers_mounting = ENGINE.containers_mounting
 wait_for = ENGINE.wait_for
+start_invoke = ENGINE.start_invoke
 still_there = ENGINE.still_there
 project_networks = ENGINE.project_networks
 wait_until_it_reaches_the_engine = ENGINE.wait_until_it_reaches_the_engine
@@ -40,19 +40,6 @@ def paced(step_delay: float = STEP_DELAY_S) -> list[str]:
     """TINY_TRAINING with a pause after every step (FOR TESTS ONLY): an epoch lasts at least
     STEPS_PER_EPOCH x step_delay, however fast the machine."""
     return [*TINY_TRAINING, "--step-delay", str(step_delay)]
-
-
-def start_invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """`invoke ARGS` in the background, stdin closed (as under nohup or CI), output captured as text."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def train_args(
