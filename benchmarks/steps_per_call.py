@@ -27,6 +27,7 @@ from tfdock.files import write_text_atomically
 from tfdock.train import Trainer, make_optimizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
+GOAL_RATIO = 1.0  # several steps per call must never be slower than one
 MEASURED_STEPS = 96  # a multiple of every N this is run with, so each round runs the same steps
 
 
@@ -76,15 +77,15 @@ def main() -> int:
         "ours": several,
         "reference": one,
         "reference_name": "one step per call (the default loop)",
-        "goal": ["ratio", ">=", 1.0],
+        "goal": ["ratio", ">=", GOAL_RATIO],
         "note": "same weights either way; expected to gain more on a GPU, where a step is launch-bound "
         "(not measured here)",
     }
     RESULTS.mkdir(exist_ok=True)
     write_text_atomically(RESULTS / "steps_per_call.json", json.dumps([figure], indent=2) + "\n")
     ratio = statistics.median(several) / statistics.median(one)
-    print(f"{args.steps_per_call} steps per call / 1: {ratio:.2f}x images/s")
-    return 0
+    print(f"{args.steps_per_call} steps per call / 1: {ratio:.2f}x images/s (goal >= {GOAL_RATIO:g})")
+    return 0 if ratio >= GOAL_RATIO else 1
 
 
 if __name__ == "__main__":

@@ -184,6 +184,7 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str] | None]] = [
     ("edit_test_loop", "host", ["benchmarks/edit_test_loop.py"], ["--quick"]),
     ("image", "host", ["benchmarks/image_sizes.py"], []),
     ("input_pipeline", "container", ["benchmarks/input_pipeline.py"], ["--quick"]),
+    ("steps_per_call", "container", ["benchmarks/steps_per_call.py"], ["--quick"]),
 ]
 
 
