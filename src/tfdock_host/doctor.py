@@ -423,7 +423,10 @@ def _probe(
     if entrypoint:
         kwargs["entrypoint"] = entrypoint
     try:
-        container = engine.create_container(client, kwargs)
+        try:
+            container = engine.create_container(client, kwargs)
+        except EngineError as refused:  # e.g. Podman with no CDI spec: a failed row, not the end of doctor
+            return ProbeResult(refusal=refused.message)
         container.start()
         exit_code = int(container.wait(timeout=timeout_s)["StatusCode"])
         return ProbeResult(

@@ -25,7 +25,7 @@ from rich.table import Table
 from tfdock_host import console, receipt, training
 from tfdock_host.contract import EntryPoint
 from tfdock_host.errors import BuildError, TfdockError, UsageError
-from tfdock_host.run import WORKSPACE, Mount, execute, task_spec
+from tfdock_host.run import WORKSPACE, Mount, task_spec
 from tfdock_host.settings import ROOT, Settings
 
 # Receipt fields that differ between any two runs by design: not what a reproduction compares.
@@ -255,11 +255,7 @@ def rerun(
     )
     image_facts = receipt.image_facts(image_id, facts["image"]["variant"])
     new_facts = dataclasses.replace(new_facts, image={**image_facts, "reference": reference})
-    before = receipt.run_dirs(outputs)
-    try:
-        exit_code = training.train_workers(spec, workers) if workers > 1 else execute(spec)
-    finally:
-        training.write_receipt(outputs, name, before, new_facts)
+    exit_code = training.run_and_record(spec, workers, outputs, name, new_facts)
     if exit_code != 0:
         raise RerunFailed(exit_code)
     return outputs / name

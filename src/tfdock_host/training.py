@@ -72,13 +72,25 @@ def train(
     facts = run_facts(settings, ROOT, tag, entry, dataset, data, argv, workers, spec.name)
     if debug:
         console.info(f"debugpy waits for your IDE on 127.0.0.1:{DEBUG_PORT} (see docs/ide.md)")
+    # A resumed run keeps the receipt of the run it continues.
+    return run_and_record(
+        spec, workers, outputs, run_name, facts, record=entry.options.get("resume") not in argv
+    )
+
+
+def run_and_record(
+    spec: RunSpec, workers: int, outputs: Path, run_name: str, facts: receipt.RunFacts, record: bool = True
+) -> int:
+    """Run the spec (on `workers` workers), then write the receipt into the run's dir, however it ended."""
     before = receipt.run_dirs(outputs)
+    succeeded = False
     try:
-        return train_workers(spec, workers) if workers > 1 else execute(spec)
+        exit_code = train_workers(spec, workers) if workers > 1 else execute(spec)
+        succeeded = exit_code == 0
     finally:
-        # A resumed run keeps the receipt of the run it continues.
-        if entry.options.get("resume") not in argv:
-            write_receipt(outputs, run_name, before, facts)
+        if record:
+            write_receipt(outputs, run_name, before, facts, succeeded)
+    return exit_code
 
 
 def own_run_name(entry: EntryPoint, argv: list[str], chosen: str) -> tuple[str, list[str]]:
@@ -136,10 +148,15 @@ def code_or_none(root: Path) -> receipt.CodeState:
         return receipt.CodeState(commit="", branch="", patch=b"")
 
 
-def write_receipt(outputs: Path, run_name: str, before: set[Path], facts: receipt.RunFacts) -> None:
+def write_receipt(
+    outputs: Path, run_name: str, before: set[Path], facts: receipt.RunFacts, succeeded: bool
+) -> None:
+    """Into the run's dir, also of a failed run that made one; a failed run without one (a bad input) says
+    nothing more, so its error stays the last line."""
     run_dir = receipt.find_run_dir(outputs, run_name, before)
     if run_dir is None:
-        console.info(f"no receipt: tfdock found no new run dir under {outputs}")
+        if succeeded:
+            console.info(f"no receipt: tfdock found no new run dir under {outputs}")
         return
     try:
         receipt.write(run_dir, facts)

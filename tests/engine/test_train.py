@@ -302,7 +302,7 @@ def engine_without_nvidia():
 
 def test_without_an_nvidia_runtime_a_gpu_request_is_one_clear_error(engine_without_nvidia, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", engine_without_nvidia)
-    engine.connect.cache_clear()
+    _resolve_the_engine_anew()
     try:
         spec = run.task_spec("train", "tfdock-empty", ["true"], gpus=tuple(gpus.parse("all")))
         with pytest.raises(EngineError) as raised:
@@ -311,4 +311,12 @@ def test_without_an_nvidia_runtime_a_gpu_request_is_one_clear_error(engine_witho
         assert "NVIDIA Container Toolkit" in raised.value.hint and "--gpus none" in raised.value.hint
         assert engine.connect().containers.list(all=True) == []
     finally:
-        engine.connect.cache_clear()
+        monkeypatch.delenv("DOCKER_HOST")
+        _resolve_the_engine_anew()
+
+
+def _resolve_the_engine_anew() -> None:
+    """The engine is resolved once per process: after DOCKER_HOST changes, forget the endpoint, the client
+    and what the engine said of itself."""
+    for resolved in (engine.endpoint, engine.connect, engine.current):
+        resolved.cache_clear()
