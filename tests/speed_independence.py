@@ -27,7 +27,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SELECTION = ["tests/engine", "tests/faults", "-k", "not test_the_daemon_stopped_mid_run"]
+# As `nox -s engine` runs them: the emulated arm64 tests are a job of their own (`nox -s arm64`).
+DEFAULT_SELECTION = [
+    "tests/engine",
+    "tests/faults",
+    "-m",
+    "not arm64",
+    "-k",
+    "not test_the_daemon_stopped_mid_run",
+]
 SHORT_LIMIT_TRAIN = "300"  # 2 steps per epoch at batch 128, 4 at 64: still a few steps to land in
 BUSY_LOOP = "while True: pass"
 
