@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 import shutil
 import stat
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from tfdock_host import engine, gpu_compat, gpus, image
 from tfdock_host.engine import NO_NVIDIA_RUNTIME
@@ -32,17 +31,18 @@ WARN: Status = "warn"
 FAIL: Status = "FAIL"
 SKIP: Status = "skip"  # could not be checked because another check failed or an image is missing
 
-DAEMON = "Docker daemon"
-SOCKET = "daemon socket"
+ENGINE = "engine"  # the row's name until the engine says what it is: then "engine: rootless Podman"
+SOCKET = "engine socket"
 BUILDKIT = "BuildKit CLI"
 SHM = "/dev/shm size"
 DISK = "disk for images"
 NVIDIA_RUNTIME = "NVIDIA runtime"
 GPUS_IN_CONTAINER = "GPUs in a container"
+NVIDIA_DRIVER = "NVIDIA driver"
 TENSORFLOW_GPUS = "TensorFlow sees GPUs"
 IMAGE_CHECKS = tuple(f"{target} image" for target in image.TARGETS)
 # Everything that needs an answer from the daemon, in the order the table shows it.
-ENGINE_CHECKS = (DISK, *IMAGE_CHECKS, NVIDIA_RUNTIME, GPUS_IN_CONTAINER, TENSORFLOW_GPUS)
+ENGINE_CHECKS = (DISK, *IMAGE_CHECKS, NVIDIA_RUNTIME, GPUS_IN_CONTAINER, NVIDIA_DRIVER, TENSORFLOW_GPUS)
 
 DEFAULT_SOCKET = Path("/var/run/docker.sock")
 GIB = 1024**3
@@ -91,7 +91,7 @@ def run_checks(settings: Settings, gpus_spec: str = "") -> list[Check]:
         shm_check(settings.shm_size),
     ]
     if checks[0].status != OK:
-        return checks + [_needs(name, "the daemon", DAEMON) for name in ENGINE_CHECKS]
+        return checks + [_needs(name, "the engine", ENGINE) for name in ENGINE_CHECKS]
 
     from docker.errors import DockerException
 
@@ -143,8 +143,9 @@ def gpus_wanted(gpus_spec: str, configured: str) -> bool:
     return gpus.wants_gpu(gpus.parse(gpus_spec or configured))
 
 
-def daemon_check(version: Mapping[str, Any]) -> Check:
-    return Check(DAEMON, OK, f"Docker Engine {version.get('Version')}, API {version.get('ApiVersion')}")
+def engine_row(kind: str) -> str:
+    """The engine row's name: the kind of engine tfdock talks to, as `engine.describe` found it."""
+    return f"{ENGINE}: {'rootful Docker' if kind == engine.DOCKER else kind}"
 
 
 def shm_check(size: str) -> Check:
@@ -226,7 +227,8 @@ def nvidia_runtime_check(runtimes: Collection[str], probe: ProbeResult | None) -
 
 
 def gpus_in_container_check(probe: ProbeResult | None) -> Check:
-    """`nvidia-smi -L` in a container with the GPU request: the NVIDIA hook mounts the tool and the GPUs."""
+    """nvidia-smi's GPU table (gpu_compat.NVIDIA_SMI_QUERY) in a container with the GPU request: the NVIDIA
+    hook mounts the tool and the GPUs."""
     if probe is None:
         return Check(
             GPUS_IN_CONTAINER, SKIP, "no local image to run nvidia-smi in", "invoke build --target runtime"
@@ -244,24 +246,43 @@ def gpus_in_container_check(probe: ProbeResult | None) -> Check:
         return Check(
             GPUS_IN_CONTAINER, FAIL, f"a GPU container would not start: {probe.refusal}", GPU_DRIVER_FIX
         )
-    # "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-...)": the UUID only makes the table wider.
-    found = [
-        re.sub(r" \(UUID: [^)]*\)", "", line) for line in probe.stdout.splitlines() if line.startswith("GPU ")
-    ]
+    output = probe.stdout + "\n" + probe.stderr
+    if gpu_compat.lost_gpus(output):
+        return Check(
+            GPUS_IN_CONTAINER,
+            FAIL,
+            f"nvidia-smi in a GPU container: {gpu_compat.NVML_LOST}: the container has no access to its GPUs "
+            "(lost after a `systemctl daemon-reload` where the engine uses the systemd cgroup driver)",
+            gpu_compat.NVML_LOST_FIX,
+        )
+    found = gpu_compat.SmiGpu.parse_all(probe.stdout)
     if probe.exit_code == 0 and found:
-        return Check(GPUS_IN_CONTAINER, OK, "; ".join(found))
-    output = _last_line(probe.stdout + "\n" + probe.stderr)
+        return Check(GPUS_IN_CONTAINER, OK, "; ".join(map(str, found)))
     return Check(
         GPUS_IN_CONTAINER,
         FAIL,
-        f"nvidia-smi -L found no GPU (exit {probe.exit_code}): {output}",
+        f"nvidia-smi found no GPU (exit {probe.exit_code}): {_last_line(output)}",
         GPU_DRIVER_FIX,
     )
 
 
-def tensorflow_check(tag: str, probe: ProbeResult | None) -> Check:
+def driver_check(gpus_found: Sequence[gpu_compat.SmiGpu], cuda: str | None) -> Check:
+    """The host driver nvidia-smi reported against the CUDA release of the gpu image's wheels."""
+    if not gpus_found:
+        return _needs(NVIDIA_DRIVER, "a GPU in a container", GPUS_IN_CONTAINER)
+    if cuda is None:
+        return Check(NVIDIA_DRIVER, WARN, "the gpu lock names no CUDA runtime wheel to compare with")
+    support = gpu_compat.driver_support(gpus_found[0].driver, cuda)
+    status: Status = {"ok": OK, "warn": WARN, "FAIL": FAIL}[support.level]
+    return Check(NVIDIA_DRIVER, status, support.detail, support.fix)
+
+
+def tensorflow_check(
+    tag: str, probe: ProbeResult | None, gpus_found: Sequence[gpu_compat.SmiGpu] = ()
+) -> Check:
     """gpu_compat.TENSORFLOW_PROBE in the runtime image, with the GPU request: each GPU's compute capability
-    against the build's CUDA targets, and a conv forward/backward and an XLA matmul on it."""
+    against the build's CUDA targets, and a conv forward/backward and an XLA matmul on it. When TensorFlow
+    sees none of the GPUs nvidia-smi listed, each of those is judged by nvidia-smi's compute capability."""
     if probe is None:
         return Check(
             TENSORFLOW_GPUS, SKIP, f"{tag} is not built", "invoke build --target runtime --variant gpu"
@@ -282,7 +303,10 @@ def tensorflow_check(tag: str, probe: ProbeResult | None) -> Check:
     if not report.gpus:
         # TensorFlow's last word on stderr says why ("Cannot dlopen some GPU libraries ...").
         reason = gpu_compat.tensorflow_reason(probe.stderr) or "TensorFlow logged no reason"
-        return Check(TENSORFLOW_GPUS, FAIL, f"{report.build} in {tag} sees no GPU: {reason}", GPU_DRIVER_FIX)
+        seen = f"{report.build} in {tag} sees no GPU: {reason}"
+        if not gpus_found:
+            return Check(TENSORFLOW_GPUS, FAIL, seen, GPU_DRIVER_FIX)
+        return _unseen_gpus_check(seen, report, gpus_found)
     rows: list[tuple[Status, str, str]] = [
         _gpu_row(index, gpu, report.targets) for index, gpu in enumerate(report.gpus)
     ]
@@ -301,6 +325,28 @@ def tensorflow_check(tag: str, probe: ProbeResult | None) -> Check:
         status,
         f"{report.build} in {tag}: " + "; ".join(detail for _, detail, _ in rows),
         "; ".join(fixes),
+    )
+
+
+def _unseen_gpus_check(
+    seen: str, report: gpu_compat.ProbeReport, gpus_found: Sequence[gpu_compat.SmiGpu]
+) -> Check:
+    """TensorFlow saw none of nvidia-smi's GPUs: whether its build (or, for a CPU build, TensorFlow's own
+    CUDA wheel of the same version: the gpu variant's) has kernels for each, by nvidia-smi's capability."""
+    targets = report.targets if report.cuda else gpu_compat.wheel_targets(report.tensorflow)
+    judged_by = (
+        "its own targets" if report.cuda else f"TensorFlow {report.tensorflow}'s CUDA wheel (the gpu variant)"
+    )
+    verdicts = []
+    for gpu in gpus_found:
+        if gpu.capability is None or targets is None:
+            verdicts.append((FAIL, f"GPU {gpu.index} {gpu.name}: not judged (no capability or targets)", ""))
+            continue
+        support = gpu_compat.kernel_support(gpu.capability, targets)
+        verdicts.append((FAIL, f"GPU {gpu.index} {gpu.name} ({support.detail}; by {judged_by})", support.fix))
+    fixes = list(dict.fromkeys(fix for _, _, fix in verdicts if fix)) or [GPU_DRIVER_FIX]
+    return Check(
+        TENSORFLOW_GPUS, FAIL, f"{seen}; " + "; ".join(detail for _, detail, _ in verdicts), "; ".join(fixes)
     )
 
 
@@ -329,9 +375,10 @@ def gpu_verdict(check: Check, wanted: bool) -> Check:
 
 def _daemon_check() -> Check:
     try:
-        return Check(DAEMON, OK, engine.current().summary())
+        described = engine.current()
     except EngineError as error:
-        return Check(DAEMON, FAIL, error.message, error.hint)
+        return Check(ENGINE, FAIL, error.message, error.hint)
+    return Check(engine_row(described.kind), OK, described.summary())
 
 
 def _engine_host() -> str:
@@ -356,7 +403,7 @@ def socket_permissions_check(docker_host: str) -> Check:
     try:
         return socket_check(path, path.stat().st_mode)
     except OSError as error:
-        return Check(SOCKET, SKIP, f"cannot stat {path}: {error.strerror}", f"see the {DAEMON!r} check")
+        return Check(SOCKET, SKIP, f"cannot stat {path}: {error.strerror}", f"see the {ENGINE!r} check")
 
 
 def _engine_checks(
@@ -389,10 +436,14 @@ def _gpu_checks(
     probe_image = next((tag for tag in candidates if _exists(client, tag)), None)
     smi = None
     if probe_image:
-        spec = _probe_spec(probe_image, ["-L"], gpu_requests)
+        spec = _probe_spec(probe_image, gpu_compat.NVIDIA_SMI_QUERY, gpu_requests)
         smi = _probe(client, spec, NVIDIA_SMI_TIMEOUT_S, entrypoint=["nvidia-smi"])
     runtime = nvidia_runtime_check(runtimes, smi)
-    checks = [runtime, gpus_in_container_check(smi)]
+    in_container = gpus_in_container_check(smi)
+    gpus_found = gpu_compat.SmiGpu.parse_all(smi.stdout) if smi and in_container.status == OK else ()
+    gpu_lock = image.lock_files("gpu")[0]
+    cuda = gpu_compat.lock_cuda(gpu_lock.read_text()) if gpu_lock.is_file() else None
+    checks = [runtime, in_container, driver_check(gpus_found, cuda)]
     if not wanted:  # importing TensorFlow is slow, and without a GPU request it has nothing to find
         checks.append(
             Check(TENSORFLOW_GPUS, WARN, NO_GPU_WANTED, "to check GPU runs: invoke doctor --gpus all")
@@ -403,7 +454,7 @@ def _gpu_checks(
         tag = image.latest_tag(settings, image.variant_for(settings, wants_gpus=True), "runtime")
         spec = _probe_spec(tag, ["python", "-c", gpu_compat.TENSORFLOW_PROBE], gpu_requests)
         tensorflow = _probe(client, spec, TENSORFLOW_TIMEOUT_S) if _exists(client, tag) else None
-        checks.append(tensorflow_check(tag, tensorflow))
+        checks.append(tensorflow_check(tag, tensorflow, gpus_found))
     return [gpu_verdict(check, wanted) for check in checks]
 
 

@@ -6,7 +6,12 @@ when y <= Y (same major: binary compatible), except arch-specific `sm_XYa` code,
 for compute_AB can be compiled by the driver for any AB <= X.Y, at the first use of each kernel (the JIT:
 minutes for TensorFlow, cached in ~/.nv/ComputeCache). Blackwell (10.0 and later) is the exception this
 table knows: with only older PTX, TensorFlow 2.21's wheel is reported to fail there (CUDA_ERROR_INVALID_PTX;
-XLA aborts on sm_120: tensorflow/tensorflow issues 99592, 101746, 111958).
+XLA aborts on sm_120: tensorflow/tensorflow issues 99592, 101746, 111958). TensorFlow's own build lists
+`compute_XY` for "PTX in addition to SASS" (its .bazelrc), so compute_90 means sm_90 code and its PTX.
+
+The driver: CUDA 11 and later run on any driver of at least the major release's minimum, through minor
+version compatibility (NVIDIA's CUDA compatibility guide: 12.x needs >= 525.60.13, 11.x >= 450.80.02 on
+Linux); a driver below it cannot run the image's CUDA wheels at all.
 """
 
 from __future__ import annotations
@@ -20,6 +25,37 @@ from typing import Any, Literal
 Level = Literal["ok", "warn", "FAIL"]
 Capability = tuple[int, int]
 BLACKWELL = (10, 0)
+KEPLER_LAST = (3, 7)
+
+# The CUDA targets of TensorFlow's own Linux x86_64 CUDA wheels, as its release builds set them
+# (HERMETIC_CUDA_COMPUTE_CAPABILITIES in its .bazelrc): what a GPU is judged by when the image doctor ran
+# is not a CUDA build (the cpu variant) or the gpu image is not built yet.
+CUDA_WHEEL_TARGETS = {"2.21": ("sm_60", "sm_70", "sm_80", "sm_89", "compute_90")}
+# The last TensorFlow whose wheel had kernels for Kepler (3.5, 3.7: K40, K80): 2.14's CUDA 11.8 build
+# carried sm_35 (tf.sysconfig.get_build_info()); 2.15 moved to CUDA 12, which has no Kepler target at all.
+KEPLER_ADVICE = (
+    "none current: the last TensorFlow built for 3.x was 2.14 (CUDA 11.8, sm_35 kernels; Kepler's last "
+    "driver R470 runs it); use a newer GPU or --gpus none"
+)
+# Which base a Blackwell GPU (10.0 B200, 12.0 RTX 50xx) needs. One place, so docs and doctor agree.
+BLACKWELL_ADVICE = (
+    "needs another base: a TensorFlow built for sm_100/sm_120 (CUDA >= 12.8), which no TensorFlow wheel "
+    "on PyPI is (2.21 included): e.g. NVIDIA's nvcr.io/nvidia/tensorflow:25.02-tf2-py3 or a source build "
+    "with HERMETIC_CUDA_COMPUTE_CAPABILITIES=sm_100,sm_120 (docs/engines.md); or --gpus none"
+)
+# What NVML answers in a container whose device access is gone: after `systemctl daemon-reload` on a host
+# whose engine uses the systemd cgroup driver, running GPU containers lose their devices (NVIDIA's notice,
+# NVIDIA/nvidia-docker#1730). The container must be recreated; the toolkit's symlinks stop it recurring.
+NVML_LOST = "Failed to initialize NVML: Unknown Error"
+NVML_LOST_FIX = (
+    "recreate the containers (`invoke clean`, then run again; `invoke train --resume` continues); to stop "
+    "it recurring: `sudo nvidia-ctk system create-dev-char-symlinks --create-all` on the host (NVIDIA "
+    'Container Toolkit), or `"exec-opts": ["native.cgroupdriver=cgroupfs"]` in /etc/docker/daemon.json'
+)
+# The oldest driver of each CUDA major release that runs any of its minor releases (Linux).
+MINIMUM_DRIVER = {11: (450, 80, 2), 12: (525, 60, 13)}
+# nvidia-smi as doctor runs it in a container with the GPU request: one CSV row per GPU.
+NVIDIA_SMI_QUERY = ["--query-gpu=index,name,compute_cap,driver_version", "--format=csv,noheader"]
 
 # Runs in the runtime image with the GPU request, as `python -c`; its last stdout line is one JSON report.
 # TF_CPP_MIN_LOG_LEVEL=1 keeps TensorFlow's warnings (why it found no GPU: "Cannot dlopen some GPU
@@ -85,6 +121,33 @@ class Support:
     level: Level
     detail: str
     fix: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SmiGpu:
+    """One row of `nvidia-smi --query-gpu=index,name,compute_cap,driver_version --format=csv,noheader`."""
+
+    index: int
+    name: str
+    capability: Capability | None
+    driver: str
+
+    @classmethod
+    def parse_all(cls, stdout: str) -> tuple[SmiGpu, ...]:
+        """The GPUs nvidia-smi listed; rows that are not such a row (a message) are skipped."""
+        gpus = []
+        for line in stdout.splitlines():
+            fields = [field.strip() for field in line.split(",")]
+            if len(fields) != 4 or not fields[0].isdigit():
+                continue
+            match = re.fullmatch(r"(\d+)\.(\d+)", fields[2])
+            capability = (int(match.group(1)), int(match.group(2))) if match else None
+            gpus.append(cls(int(fields[0]), fields[1], capability, fields[3]))
+        return tuple(gpus)
+
+    def __str__(self) -> str:
+        capability = _shown(self.capability) if self.capability else "compute capability unknown"
+        return f"GPU {self.index}: {self.name} ({capability}, driver {self.driver})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,8 +228,9 @@ def _targets(targets: Sequence[str]) -> tuple[set[Capability], set[Capability], 
             code.add((int(match.group(5)), int(match.group(6))))
             continue
         capability = (int(match.group(2)), int(match.group(3)))
-        if match.group(1) == "compute":
+        if match.group(1) == "compute":  # TensorFlow's compute_XY: PTX in addition to sm_XY code
             ptx.add(capability)
+            code.add(capability)
         else:
             (exact if match.group(4) else code).add(capability)
     return code, exact, ptx
@@ -193,9 +257,7 @@ def kernel_support(capability: Capability, targets: Sequence[str]) -> Support:
         return Support(
             "FAIL",
             f"{shown} (Blackwell or later): this TensorFlow has no kernels for it{via}",
-            "needs another base: a TensorFlow whose tf.sysconfig.get_build_info() lists "
-            f"sm_{capability[0]}{capability[1]} (a newer TensorFlow, or a --base-image with one); "
-            "or --gpus none",
+            BLACKWELL_ADVICE,
         )
     if jit:
         source = "".join(map(str, jit[-1]))
@@ -210,5 +272,47 @@ def kernel_support(capability: Capability, targets: Sequence[str]) -> Support:
     return Support(
         "FAIL",
         f"{shown}: this TensorFlow has no kernels for it{below}",
-        "use a newer GPU, an older TensorFlow built for it, or --gpus none",
+        KEPLER_ADVICE
+        if capability <= KEPLER_LAST
+        else "use a newer GPU, an older TensorFlow built for it, or --gpus none",
     )
+
+
+def lost_gpus(output: str) -> bool:
+    """Whether nvidia-smi's output is NVML's answer in a container that lost (or never got) its devices."""
+    return NVML_LOST in output
+
+
+def lock_cuda(lock_text: str) -> str | None:
+    """The CUDA release of a lock's CUDA runtime wheel (nvidia-cuda-runtime-cu12==12.9.79 -> "12.9")."""
+    match = re.search(r"^nvidia-cuda-runtime-cu\d+==(\d+)\.(\d+)", lock_text, re.M)
+    return f"{match.group(1)}.{match.group(2)}" if match else None
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    return tuple(int(part) for part in text.split(".")) if re.fullmatch(r"\d+(\.\d+)*", text) else None
+
+
+def driver_support(driver: str, cuda: str) -> Support:
+    """Whether a host driver (nvidia-smi's driver_version) runs the image's CUDA release."""
+    have, wanted = _version(driver), _version(cuda)
+    if have is None or wanted is None:
+        return Support("warn", f"cannot compare driver {driver!r} with CUDA {cuda!r}")
+    minimum = MINIMUM_DRIVER.get(wanted[0])
+    if minimum is None:
+        return Support("warn", f"no known minimum driver for CUDA {cuda}")
+    shown = ".".join(map(str, minimum))
+    if have < minimum:
+        return Support(
+            "FAIL",
+            f"driver {driver} is older than {shown}, the oldest that runs CUDA {wanted[0]}.x (the image's "
+            f"CUDA wheels are {cuda})",
+            f"upgrade the host's NVIDIA driver to {shown} or later (CUDA {wanted[0]}.x runs on any of them "
+            "by minor version compatibility); or --gpus none",
+        )
+    return Support("ok", f"driver {driver} runs CUDA {cuda} (>= {shown})")
+
+
+def wheel_targets(tensorflow: str) -> tuple[str, ...] | None:
+    """The CUDA targets of TensorFlow's own CUDA wheel of this version, where known."""
+    return CUDA_WHEEL_TARGETS.get(".".join(tensorflow.split(".")[:2]))

@@ -7,7 +7,7 @@ import re
 import pytest
 from conftest import containers_created, invoke, still_there
 
-from tfdock_host import doctor
+from tfdock_host import doctor, engine
 
 pytestmark = pytest.mark.engine
 
@@ -20,8 +20,10 @@ def run_doctor(*args: str, env: dict[str, str] | None = None):
 
 
 def status_of(output: str, name: str) -> str:
-    """A check's status: the cell after its name on the row's first line (box drawing or ASCII)."""
-    row = re.search(rf"^\W*{re.escape(name)}\s*[│|]\s*(\S+)", output, re.M)
+    """A check's status: the cell after its name on the row's first line (box drawing or ASCII). The engine
+    row's name goes on with the engine's kind once it answers ("engine: rootful Docker")."""
+    kind = r"(?:: [^│|]*?)?" if name == doctor.ENGINE else ""
+    row = re.search(rf"^\W*{re.escape(name)}{kind}\s*[│|]\s*(\S+)", output, re.M)
     assert row, f"no {name!r} row in:\n{output}"
     return row.group(1)
 
@@ -31,9 +33,10 @@ def test_doctor_prints_every_check_and_a_cpu_only_engine_only_warns_about_gpus(c
         result = run_doctor()
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]  # warnings do not fail
     assert "Traceback" not in result.stdout + result.stderr
-    for name in (doctor.DAEMON, doctor.SOCKET, doctor.BUILDKIT, doctor.SHM, *doctor.ENGINE_CHECKS):
+    for name in (doctor.ENGINE, doctor.SOCKET, doctor.BUILDKIT, doctor.SHM, *doctor.ENGINE_CHECKS):
         assert name in result.stdout
-    assert status_of(result.stdout, doctor.DAEMON) == doctor.OK
+    assert status_of(result.stdout, doctor.ENGINE) == doctor.OK
+    assert f"{doctor.engine_row(engine.current().kind)} " in result.stdout
     for name in (doctor.NVIDIA_RUNTIME, doctor.GPUS_IN_CONTAINER, doctor.TENSORFLOW_GPUS):
         assert status_of(result.stdout, name) in (doctor.OK, doctor.WARN)
     assert created, "doctor ran no container: its in-container checks did not run"
@@ -65,8 +68,8 @@ def test_an_unreachable_daemon_is_a_failed_check_with_a_fix_not_a_traceback():
     result = run_doctor(env={"DOCKER_HOST": "unix:///nonexistent.sock"})
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
-    assert status_of(result.stdout, doctor.DAEMON) == doctor.FAIL
+    assert status_of(result.stdout, doctor.ENGINE) == doctor.FAIL
     assert "sudo systemctl start docker" in result.stdout
     for name in doctor.ENGINE_CHECKS:
         assert status_of(result.stdout, name) == doctor.SKIP
-    assert "needs the daemon" in result.stdout
+    assert "needs the engine" in result.stdout

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from tfdock_host import doctor, engine
+from tfdock_host import doctor, engine, gpu_compat
 from tfdock_host.doctor import FAIL, OK, SKIP, WARN, Check, ProbeResult
 from tfdock_host.errors import EngineError
 from tfdock_host.settings import Settings
@@ -88,13 +88,55 @@ def test_an_engine_without_the_nvidia_runtime_fails_with_the_toolkit_fix():
     assert doctor.gpus_in_container_check(probe).status == SKIP
 
 
+# nvidia-smi --query-gpu=index,name,compute_cap,driver_version --format=csv,noheader, as a real one prints it
+A100_TABLE = "0, NVIDIA A100-SXM4-40GB, 8.0, 550.54.15\n1, NVIDIA A100-SXM4-40GB, 8.0, 550.54.15\n"
+K80_TABLE = "0, Tesla K80, 3.7, 470.256.02\n"
+
+
 def test_a_registered_runtime_and_listed_gpus_pass():
-    listing = "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-1234)\nGPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-5678)\n"
-    probe = ProbeResult(exit_code=0, stdout=listing)
+    probe = ProbeResult(exit_code=0, stdout=A100_TABLE)
     assert doctor.nvidia_runtime_check({"nvidia": {}, "runc": {}}, probe).status == OK
     check = doctor.gpus_in_container_check(probe)
     assert check.status == OK
-    assert check.detail == "GPU 0: NVIDIA A100-SXM4-40GB; GPU 1: NVIDIA A100-SXM4-40GB"
+    gpu = "NVIDIA A100-SXM4-40GB (8.0, driver 550.54.15)"
+    assert check.detail == f"GPU 0: {gpu}; GPU 1: {gpu}"
+
+
+def test_a_container_that_lost_its_gpus_is_named_with_nvidias_fix():
+    probe = ProbeResult(exit_code=255, stdout="Failed to initialize NVML: Unknown Error\n")
+    check = doctor.gpus_in_container_check(probe)
+    assert check.status == FAIL
+    assert (
+        "Failed to initialize NVML: Unknown Error" in check.detail
+        and "systemctl daemon-reload" in check.detail
+    )
+    assert (
+        "nvidia-ctk system create-dev-char-symlinks --create-all" in check.fix and "invoke clean" in check.fix
+    )
+    assert doctor.driver_check((), "12.9").status == SKIP
+
+
+@pytest.mark.parametrize(
+    ("table", "cuda", "status", "detail"),
+    [
+        (A100_TABLE, "12.9", OK, "driver 550.54.15 runs CUDA 12.9 (>= 525.60.13)"),
+        ("0, Tesla T4, 7.5, 525.60.13\n", "12.9", OK, "driver 525.60.13 runs CUDA 12.9"),
+        ("0, Tesla T4, 7.5, 525.60.11\n", "12.9", FAIL, "525.60.11 is older than 525.60.13"),
+        (K80_TABLE, "12.9", FAIL, "470.256.02 is older than 525.60.13, the oldest that runs CUDA 12.x"),
+        (K80_TABLE, "11.8", OK, "driver 470.256.02 runs CUDA 11.8 (>= 450.80.2)"),
+        (A100_TABLE, None, WARN, "names no CUDA runtime wheel"),
+    ],
+)
+def test_the_driver_against_the_images_cuda(table, cuda, status, detail):
+    check = doctor.driver_check(gpu_compat.SmiGpu.parse_all(table), cuda)
+    assert check.status == status and detail in check.detail, check
+    assert status != FAIL or "upgrade the host's NVIDIA driver to 525.60.13" in check.fix
+
+
+def test_the_engine_row_names_the_kind_of_engine():
+    assert doctor.engine_row(engine.DOCKER) == "engine: rootful Docker"
+    assert doctor.engine_row(engine.ROOTLESS_PODMAN) == "engine: rootless Podman"
+    assert doctor.engine_row(engine.DOCKER_DESKTOP) == "engine: Docker Desktop"
 
 
 def _tensorflow_probe(gpus: list[dict], profiling: str | None = "open", stderr: str = "") -> ProbeResult:
@@ -138,6 +180,50 @@ def test_tensorflow_gpu_check(probe, status, detail):
     check = doctor.tensorflow_check("tfdock:latest-gpu", probe)
     assert check.status == status and detail in check.detail, check
     assert check.status == OK or check.fix
+
+
+def _cpu_build_probe(stderr: str = "") -> ProbeResult:
+    report = {
+        "tensorflow": "2.21.0",
+        "cuda": None,
+        "cudnn": None,
+        "targets": [],
+        "gpus": [],
+        "profiling": None,
+    }
+    return ProbeResult(exit_code=0, stdout=json.dumps(report) + "\n", stderr=stderr)
+
+
+@pytest.mark.parametrize(
+    ("table", "detail", "fix"),
+    [
+        (K80_TABLE, "GPU 0 Tesla K80 (3.7: this TensorFlow has no kernels for it, older than its oldest",
+         "the last TensorFlow built for 3.x was 2.14"),
+        ("0, NVIDIA B200, 10.0, 570.124.06\n", "GPU 0 NVIDIA B200 (10.0 (Blackwell or later)",
+         gpu_compat.BLACKWELL_ADVICE),
+        ("0, NVIDIA GeForce RTX 5090, 12.0, 575.51.03\n", "GPU 0 NVIDIA GeForce RTX 5090 (12.0 (Blackwell",
+         gpu_compat.BLACKWELL_ADVICE),
+    ],
+)  # fmt: skip
+def test_gpus_tensorflow_did_not_see_are_judged_by_nvidia_smis_capability(table, detail, fix):
+    gpus_found = gpu_compat.SmiGpu.parse_all(table)
+    check = doctor.tensorflow_check("tfdock:latest-cpu", _cpu_build_probe(), gpus_found)
+    assert check.status == FAIL
+    assert check.detail.startswith("TensorFlow 2.21.0 (not a CUDA build) in tfdock:latest-cpu sees no GPU")
+    assert detail in check.detail and "by TensorFlow 2.21.0's CUDA wheel (the gpu variant))" in check.detail
+    assert fix in check.fix
+
+
+def test_a_cuda_build_that_sees_no_gpu_judges_by_its_own_targets():
+    ignored = "Ignoring visible gpu device (device: 0, name: Tesla K80) with Cuda compute capability 3.7."
+    probe = _tensorflow_probe([], stderr=f"W0000 gpu_device.cc] {ignored}\n")
+    check = doctor.tensorflow_check("tfdock:latest-gpu", probe, gpu_compat.SmiGpu.parse_all(K80_TABLE))
+    assert (
+        check.status == FAIL
+        and ignored in check.detail
+        and "3.7: this TensorFlow has no kernels" in check.detail
+    )
+    assert check.detail.endswith("older than its oldest target 6.0; by its own targets)")
 
 
 def test_the_fixes_say_what_each_problem_needs():
@@ -227,7 +313,7 @@ def test_an_unreachable_daemon_fails_once_and_skips_what_needs_it(monkeypatch):
 
     checks = {check.name: check for check in doctor.run_checks(Settings(), "all")}
 
-    assert checks[doctor.DAEMON].status == FAIL and checks[doctor.DAEMON].fix == engine.START_DAEMON_HINT
+    assert checks[doctor.ENGINE].status == FAIL and checks[doctor.ENGINE].fix == engine.START_DAEMON_HINT
     for name in doctor.ENGINE_CHECKS:
-        assert (checks[name].status, checks[name].detail) == (SKIP, "needs the daemon")
+        assert (checks[name].status, checks[name].detail) == (SKIP, "needs the engine")
     assert doctor.exit_code(list(checks.values())) == 1
