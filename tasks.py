@@ -104,6 +104,8 @@ def lock(c, upgrade=False):
         "debug": "run under debugpy, waiting for your IDE to attach on 127.0.0.1:5678 (dev image)",
         "profile": "capture a TensorFlow profiler trace of steps START:STOP into the run's TensorBoard dir",
         "workers": "train in N containers with MultiWorkerMirroredStrategy (docs/scale.md)",
+        "cpus": "CPU quota per training container, e.g. 1 or 1.5 (default: invoke.yaml; unset: no limit)",
+        "verbose": "show TensorFlow's start-up messages, which the trainer hides by default",
     }
 )
 def train(
@@ -120,6 +122,8 @@ def train(
     debug=False,
     profile="",
     workers="1",
+    cpus="",
+    verbose=False,
 ):
     """Train the model in a container: data in (read-only), model and logs out, owned by you."""
     from tfdock_host import training
@@ -128,9 +132,12 @@ def train(
     with reported():
         s = settings(c).apply(
             gpus=gpus, dataset=dataset, data_dir=data_dir, output_dir=output_dir, variant=variant,
-            shm_size=shm_size,
+            shm_size=shm_size, cpus=cpus,
         )  # fmt: skip
-        options = {"epochs": epochs, "batch_size": batch_size, "resume": resume, "profile": profile}
+        options = {
+            "epochs": epochs, "batch_size": batch_size, "resume": resume, "profile": profile,
+            "verbose": verbose,
+        }  # fmt: skip
         workers_count = training.whole_number("--workers", workers)
         exit_with(
             training.train(
@@ -268,14 +275,16 @@ def doctor(c, gpus=""):
     help={
         "quick": "fewer repetitions and early stops: every row in under 15 minutes",
         "only": "run only these benchmarks, comma-separated, e.g. dev_loop,image (all are reported)",
+        "gpus": "also the GPU row: images/s of the default training on these GPUs, e.g. all",
     }
 )
-def bench(c, quick=False, only=""):
+def bench(c, quick=False, only="", gpus=""):
     """Measure the workflow against its references: table, JSON, plots, docs/performance.md."""
     from tfdock_host import bench as benchmarks
 
     with reported():
-        exit_with(benchmarks.run(settings(c), quick, [name for name in only.split(",") if name]))
+        s = settings(c).apply(gpus=gpus or "none")
+        exit_with(benchmarks.run(s, quick, [name for name in only.split(",") if name]))
 
 
 @task(

@@ -180,37 +180,56 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str] | None]] = [
     ("default_training", "host", ["benchmarks/default_training.py"], None),
     ("time_to_accuracy", "container", ["benchmarks/time_to_accuracy.py"], ["--quick"]),
     ("container_overhead", "host", ["benchmarks/container_overhead.py"], ["--quick"]),
+    ("cpu_quota", "host", ["benchmarks/cpu_quota.py"], ["--quick"]),
+    ("start_overhead", "host", ["benchmarks/start_overhead.py"], ["--quick"]),
     ("dev_loop", "host", ["benchmarks/dev_loop.py"], ["--quick"]),
     ("edit_test_loop", "host", ["benchmarks/edit_test_loop.py"], ["--quick"]),
     ("image", "host", ["benchmarks/image_sizes.py"], []),
     ("input_pipeline", "container", ["benchmarks/input_pipeline.py"], ["--quick"]),
     ("steps_per_call", "container", ["benchmarks/steps_per_call.py"], ["--quick"]),
+    ("gpu_training", "host", ["benchmarks/gpu_training.py"], ["--quick"]),
 ]
+# Run only when `invoke bench --gpus` asks for GPUs, which they are given as `--gpus VALUE`.
+NEEDS_GPUS = {"gpu_training"}
 
 
-def selected(quick: bool, only: Sequence[str] = ()) -> list[str]:
-    """The benchmarks to run: `only` these, else all of them (a quick run leaves out the full-only ones)."""
+def selected(quick: bool, only: Sequence[str] = (), gpus: bool = False) -> list[str]:
+    """The benchmarks to run: `only` these, else all of them (a quick run leaves out the full-only ones;
+    without GPUs asked for, those that need them)."""
     names = [name for name, *_ in BENCHMARKS]
     unknown = sorted(set(only) - set(names))
     if unknown:
         raise UsageError(f"unknown benchmark {', '.join(unknown)}", f"use any of {', '.join(names)}")
+    without_gpus = sorted(set(only) & NEEDS_GPUS) if not gpus else []
+    if without_gpus:
+        raise UsageError(f"{', '.join(without_gpus)} needs GPUs", "ask for them: invoke bench --gpus all")
     if only:
         return [name for name in names if name in only]
-    return [name for name, _, _, quick_args in BENCHMARKS if not quick or quick_args is not None]
+    return [
+        name
+        for name, _, _, quick_args in BENCHMARKS
+        if (not quick or quick_args is not None) and (gpus or name not in NEEDS_GPUS)
+    ]
 
 
 def run(settings: Any, quick: bool, only: Sequence[str] = ()) -> int:
     """Run the benchmarks (or `only` these), then report all of them. Returns non-zero if one failed or
-    missed a goal in this run (rows carried over from an earlier run do not count: they say so)."""
+    missed a goal in this run (rows carried over from an earlier run do not count: they say so). With
+    GPUs asked for (settings.gpus), the engine is asked for them first: no NVIDIA runtime is one line."""
     from tfdock_host import console
+    from tfdock_host.run import require_gpu_access
     from tfdock_host.suites import run_script_in_dev_image
 
-    chosen = selected(quick, only)
+    chosen = selected(quick, only, gpus=bool(settings.gpu_requests))
+    if settings.gpu_requests:
+        require_gpu_access(settings.base_image, settings.gpu_requests)
     failed, fresh = [], set()
     for name, where, command, quick_args in BENCHMARKS:
         if name not in chosen:
             continue
         args = [*command, *((quick_args or []) if quick else [])]
+        if name in NEEDS_GPUS:
+            args += ["--gpus", settings.gpus]
         console.info(f"benchmark {name} ({where}): {' '.join(args)}")
         written_before = _written_at(name)
         if where == "host":

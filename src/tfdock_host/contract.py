@@ -20,7 +20,7 @@ CONTRACT_KEY = "tfdock.project"
 # What an entry point's `args` may name; filled in by the task that runs it.
 PLACEHOLDERS = ("dataset", "data_dir", "output_dir", "run_dir")
 # The task options an entry point may declare a flag for (`invoke train --epochs 3` -> its flag).
-TASK_OPTIONS = ("epochs", "batch_size", "resume", "profile", "run_name")
+TASK_OPTIONS = ("epochs", "batch_size", "resume", "profile", "run_name", "verbose")
 ALTERNATIVES = "|"
 
 

@@ -43,6 +43,7 @@ class Settings:
     reports_dir: str = "reports"
     shm_size: str = "2g"  # tf.data and NCCL need more than Docker's 64m
     gpus: str = "none"
+    cpus: str = ""  # "" = no limit; else the training containers' CPU quota, e.g. 1 or 1.5
     platform: str = ""  # "" = the engine's own; linux/arm64 on an amd64 engine builds and runs emulated
     project: project_contract.Contract | None = None
     # An explicit variant (--variant) wins over "gpu because GPUs were asked for".
@@ -101,6 +102,11 @@ class Settings:
         return "gpu" if wants_gpus and not self.variant_pinned else self.variant
 
     @property
+    def nano_cpus(self) -> int | None:
+        """The `cpus` quota as the engine takes it (billionths of a CPU); None: no limit."""
+        return round(float(self.cpus) * 1e9) if self.cpus else None
+
+    @property
     def dataset_name(self) -> str:
         return self.dataset or self.contract.default_dataset
 
@@ -157,6 +163,17 @@ def _gpus(value: str, origin: str, _settings: Settings) -> str:
     return value.strip()
 
 
+def _cpus(value: str, origin: str, _settings: Settings) -> str:
+    text = value.strip()
+    try:
+        quota = float(text) if text else None
+    except ValueError:
+        quota = 0.0
+    if quota is not None and not (0 < quota < float("inf")):
+        raise UsageError(f"invalid {origin} {value!r}", "use a number of CPUs > 0, e.g. 1 or 1.5")
+    return text
+
+
 def _dataset(value: str, origin: str, settings: Settings) -> str:
     if value and settings.project is not None:
         settings.project.dataset(value, origin)
@@ -195,6 +212,7 @@ _CHECKS = {
     "reports_dir": _dir,
     "shm_size": _shm,
     "gpus": _gpus,
+    "cpus": _cpus,
     "platform": _platform,
 }
 _FILE_FIELDS = [field for field in dataclasses.fields(Settings) if field.name != "variant_pinned"]

@@ -30,6 +30,11 @@ WORKSPACE = "/workspace"
 DATA_DIR = "/data"
 OUTPUT_DIR = "/outputs"
 CONTAINER_HOME = "/tmp/home"
+# GPU runs keep CUDA's PTX-JIT cache here, on a host dir that outlives the container (HOME is a tmpfs):
+# a GPU newer than the wheel's machine code (e.g. compute capability >= 10 under TF 2.21) JIT-compiles
+# TensorFlow's kernels from PTX once, not on every run. The driver's default cap (256 MiB) would evict them.
+CUDA_CACHE_DIR = "/cuda-cache"
+CUDA_CACHE_MAX_BYTES = 4 * 2**30  # the most the driver accepts
 # What any container of the project needs, wherever it runs (tasks here, Kubernetes pods): a writable HOME
 # and caches for an arbitrary UID, and GPU memory taken as needed rather than all at start.
 RUNTIME_ENVIRONMENT = {
@@ -39,6 +44,8 @@ RUNTIME_ENVIRONMENT = {
     "MPLCONFIGDIR": f"{CONTAINER_HOME}/.config/matplotlib",
     "TF_FORCE_GPU_ALLOW_GROWTH": "true",
 }
+# live: the entry point may rewrite one progress line in place (the host's stdout is a terminal); plain.
+PROGRESS_VARIABLE = "TFDOCK_PROGRESS"
 PROJECT_LABEL = "io.tfdock.project"
 TASK_LABEL = "io.tfdock.task"
 DEBUG_PORT = 5678
@@ -69,6 +76,7 @@ class RunSpec:
     ports: Mapping[int, int] = dataclasses.field(default_factory=dict)
     tty: bool = False
     interactive: bool = False
+    nano_cpus: int | None = None  # a CPU quota (1e9 = one CPU); None: no limit
 
     def create_kwargs(self) -> dict[str, Any]:
         """Arguments for the docker SDK's `containers.create`."""
@@ -95,6 +103,7 @@ class RunSpec:
             "tty": self.tty,
             "stdin_open": self.interactive,
             "working_dir": WORKSPACE,
+            "nano_cpus": self.nano_cpus,
         }
 
 
@@ -102,6 +111,12 @@ def invoking_user() -> str | None:
     """UID:GID for the container on a rootful engine, so files on bind mounts belong to the user; None
     (the image's non-root user) when invoked as root, as in CI."""
     return engine.container_identity(engine.DOCKER, os.getuid(), os.getgid()).user
+
+
+def cuda_cache_dir() -> Path:
+    """The user's host dir for CUDA's PTX-JIT cache: under their cache dir, shared by their GPU runs."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser().resolve() / "tfdock" / "cuda"
 
 
 def task_spec(
@@ -119,6 +134,7 @@ def task_spec(
     ports: Mapping[int, int] | None = None,
     interactive: bool = False,
     debug: bool = False,
+    nano_cpus: int | None = None,
 ) -> RunSpec:
     """A spec with the house rules: plain data (the host dirs it names are made when it runs)."""
     mounts = [Mount(ROOT, WORKSPACE)]
@@ -126,6 +142,12 @@ def task_spec(
         mounts.append(Mount(data_dir.expanduser().resolve(), DATA_DIR))
     if output_dir is not None:
         mounts.append(Mount(output_dir.expanduser().resolve(), OUTPUT_DIR, read_only=False))
+    gpu_environment = {}
+    if gpus:
+        mounts.append(Mount(cuda_cache_dir(), CUDA_CACHE_DIR, read_only=False))
+        gpu_environment = {"CUDA_CACHE_PATH": CUDA_CACHE_DIR, "CUDA_CACHE_MAXSIZE": str(CUDA_CACHE_MAX_BYTES)}
+    # A TTY keeps progress bars intact; an interactive one needs a terminal on both ends.
+    tty = sys.stdout.isatty() and (sys.stdin.isatty() or not interactive)
     if debug:
         command = _under_debugger(command)
         network, ports = "bridge", {**(ports or {}), DEBUG_PORT: DEBUG_PORT}
@@ -141,15 +163,18 @@ def task_spec(
             **RUNTIME_ENVIRONMENT,
             "PYTHONPATH": f"{WORKSPACE}/src",
             "TFDOCK_IMAGE": image,
+            # On a terminal, progress may rewrite one live line (\r); in a log, plain lines.
+            PROGRESS_VARIABLE: "live" if tty else "plain",
+            **gpu_environment,
             **(environment or {}),
         },
         gpus=gpus,
         shm_size=shm_size,
         network=network,
         ports=ports or {},
-        # A TTY keeps progress bars intact; an interactive one needs a terminal on both ends.
-        tty=sys.stdout.isatty() and (sys.stdin.isatty() or not interactive),
+        tty=tty,
         interactive=interactive,
+        nano_cpus=nano_cpus,
     )
 
 

@@ -25,8 +25,11 @@ from tfdock_host.run import (
     task_spec,
 )
 from tfdock_host.settings import ROOT, Settings
+from tfdock_host.spec import PROGRESS_VARIABLE
 
 WORKER_PORT = 23456
+# How the last line of a run that succeeded begins: its run dir follows, as the host sees it.
+RUN_DIR_LINE = "run dir:"
 # Task options that are numbers: checked here, so "abc" or 0 is one line before any container starts.
 COUNTS = ("epochs", "batch_size")
 
@@ -65,6 +68,7 @@ def train(
         gpus=settings.gpu_requests,
         shm_size=settings.shm_size,
         debug=debug,
+        nano_cpus=settings.nano_cpus,
     )
     run_name, naming = own_run_name(entry, argv, spec.name.split("-train-", 1)[-1])
     argv += naming
@@ -81,7 +85,8 @@ def train(
 def run_and_record(
     spec: RunSpec, workers: int, outputs: Path, run_name: str, facts: receipt.RunFacts, record: bool = True
 ) -> int:
-    """Run the spec (on `workers` workers), then write the receipt into the run's dir, however it ended."""
+    """Run the spec (on `workers` workers), then write the receipt into the run's dir, however it ended;
+    a run that succeeded ends with the line naming its dir as the host sees it."""
     before = receipt.run_dirs(outputs)
     succeeded = False
     try:
@@ -90,7 +95,15 @@ def run_and_record(
     finally:
         if record:
             write_receipt(outputs, run_name, before, facts, succeeded)
+    run_dir = receipt.find_run_dir(outputs, run_name, before) or last_written_run_dir(outputs)
+    if succeeded and run_dir is not None:
+        print(f"{RUN_DIR_LINE} {run_dir}", flush=True)
     return exit_code
+
+
+def last_written_run_dir(outputs: Path) -> Path | None:
+    """The run dir written last: the one a resumed run continued (it names no new dir)."""
+    return max(receipt.run_dirs(outputs), key=lambda path: path.stat().st_mtime_ns, default=None)
 
 
 def own_run_name(entry: EntryPoint, argv: list[str], chosen: str) -> tuple[str, list[str]]:
@@ -238,6 +251,8 @@ def train_workers(spec: RunSpec, count: int) -> int:
             environment={
                 **spec.environment,
                 "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+                # Lines prefixed by worker interleave: a live line rewritten in place would not.
+                PROGRESS_VARIABLE: "plain",
             },
         )
         for index, name in enumerate(names)

@@ -12,7 +12,15 @@ def test_a_quick_run_leaves_out_the_full_default_training_unless_named() -> None
     assert "default_training" in bench.selected(quick=False)
     assert "default_training" not in bench.selected(quick=True)
     assert bench.selected(quick=True, only=["default_training"]) == ["default_training"]
-    assert set(bench.selected(quick=False)) == {name for name, *_ in bench.BENCHMARKS}
+    assert set(bench.selected(quick=False, gpus=True)) == {name for name, *_ in bench.BENCHMARKS}
+
+
+def test_the_gpu_row_runs_only_when_gpus_are_asked_for() -> None:
+    assert "gpu_training" not in bench.selected(quick=False)
+    assert "gpu_training" in bench.selected(quick=True, gpus=True)
+    with pytest.raises(UsageError, match="gpu_training needs GPUs") as raised:
+        bench.selected(quick=True, only=["gpu_training"])
+    assert "--gpus all" in raised.value.hint
 
 
 def test_an_unknown_benchmark_names_the_known_ones() -> None:

@@ -7,6 +7,7 @@ import pytest
 from tfdock_host import gpus, run, settings
 from tfdock_host.errors import UsageError
 from tfdock_host.settings import ROOT
+from tfdock_host.spec import CUDA_CACHE_DIR, PROGRESS_VARIABLE
 
 
 @pytest.fixture
@@ -53,6 +54,35 @@ def test_writable_home_and_caches_for_any_uid(spec):
         assert env[variable].startswith(run.CONTAINER_HOME)
     assert run.CONTAINER_HOME in spec.create_kwargs()["tmpfs"]
     assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+
+
+def test_gpu_runs_keep_cudas_jit_cache_in_the_users_cache_dir_and_cpu_runs_get_none(
+    spec, tmp_path, monkeypatch
+):
+    """Issue 19: HOME is a tmpfs, so without this every GPU run would JIT-compile PTX anew."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    gpu_spec = run.task_spec("train", "img", ["true"], gpus=tuple(gpus.parse("all")))
+    (cache,) = [mount for mount in gpu_spec.mounts if mount.target == CUDA_CACHE_DIR]
+    assert cache.source == tmp_path / "cache" / "tfdock" / "cuda" and not cache.read_only
+    assert gpu_spec.environment["CUDA_CACHE_PATH"] == CUDA_CACHE_DIR
+    assert int(gpu_spec.environment["CUDA_CACHE_MAXSIZE"]) == 4 * 2**30
+    cpu_spec = run.task_spec("train", "img", ["true"])
+    assert CUDA_CACHE_DIR not in {mount.target for mount in cpu_spec.mounts}
+    assert not {"CUDA_CACHE_PATH", "CUDA_CACHE_MAXSIZE"} & set(cpu_spec.environment)
+
+
+def test_a_cpu_quota_reaches_the_sdk_and_no_quota_sets_none(spec):
+    assert spec.create_kwargs()["nano_cpus"] is None
+    limited = run.task_spec("train", "img", ["true"], nano_cpus=1_500_000_000)
+    assert limited.create_kwargs()["nano_cpus"] == 1_500_000_000
+
+
+def test_progress_is_live_only_with_a_terminal(monkeypatch):
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert run.task_spec("train", "img", ["true"]).environment[PROGRESS_VARIABLE] == "plain"
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    live = run.task_spec("train", "img", ["true"])
+    assert live.tty and live.environment[PROGRESS_VARIABLE] == "live"
 
 
 def test_gpu_requests_reach_the_sdk_as_device_requests(spec):

@@ -69,6 +69,7 @@ def test_a_misspelt_environment_variable_names_the_nearest_known_one(project):
         ("dataset", "cifar10", "unknown dataset"),
         ("image", "My Model", "tfdock.image"),
         ("output_dir", " ", "tfdock.output_dir"),
+        ("cpus", "0", "tfdock.cpus"),
     ],
 )
 def test_a_bad_value_of_each_kind_is_one_line(project, key, value, fragment):
@@ -89,6 +90,17 @@ def test_options_apply_over_settings_in_one_place_checked_as_options():
     with pytest.raises(GpuSpecError):
         loaded.apply(gpus="0")
     assert loaded.apply(data_dir="").data_dir == loaded.data_dir  # an empty option keeps the setting
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "inf", "nan", "1,5"])
+def test_a_cpu_quota_is_a_positive_number(value):
+    with pytest.raises(UsageError, match=f"invalid --cpus '{value}'"):
+        settings.load().apply(cpus=value)
+
+
+def test_a_cpu_quota_becomes_the_engines_nano_cpus_and_none_means_no_limit():
+    assert settings.load().apply(cpus="1.5").nano_cpus == 1_500_000_000
+    assert settings.load().apply(cpus="").nano_cpus is None
 
 
 def test_gpus_pick_the_gpu_variant_unless_a_variant_is_given():
@@ -126,6 +138,12 @@ def test_task_options_become_the_entry_points_declared_flags_and_an_undeclared_o
     with pytest.raises(UsageError, match="--batch-size") as raised:
         training.entry_options(entry, {"batch_size": "64"}, "invoke train")
     assert "digits.fit" in str(raised.value) and "options" in raised.value.hint
+
+
+def test_verbose_passes_the_declared_flag_and_quiet_passes_nothing():
+    train = settings.load().contract.train
+    assert training.entry_options(train, {"verbose": True}, "invoke train") == [train.options["verbose"]]
+    assert training.entry_options(train, {"verbose": False}, "invoke train") == []
 
 
 def test_a_dataset_is_present_when_each_required_file_or_its_alternative_is(tmp_path):
