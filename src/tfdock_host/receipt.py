@@ -191,6 +191,7 @@ class RunFacts:
     engine: dict[str, str]
     tfdock_version: str
     workers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    cpu_quota: str = ""  # the containers' CPU quota (--cpus); "" = none
 
 
 def write(run_dir: Path, facts: RunFacts) -> Path:
@@ -220,7 +221,7 @@ def write(run_dir: Path, facts: RunFacts) -> Path:
         "entry_point": {"role": facts.entry_point.role, "command": list(facts.entry_point.command)},
         "argv": facts.argv,
         "seeds": seeds(config),
-        "machine": machine_facts(metrics),
+        "machine": {**machine_facts(metrics), "cpu_quota": facts.cpu_quota or None},
         "workers": workers,
         "engine": facts.engine,
         "tfdock_version": facts.tfdock_version,

@@ -149,6 +149,7 @@ def run_facts(
             {"index": index, "container": f"{run}-w{index}", "gpus": settings.gpus}
             for index in range(workers if workers > 1 else 0)
         ],
+        cpu_quota=settings.cpus,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -162,3 +163,23 @@ def test_a_patch_that_does_not_apply_or_an_unknown_commit_is_one_line_and_leaves
 
 def test_outside_a_git_repository_a_run_goes_on_and_its_receipt_records_no_commit(tmp_path):
     assert training.code_or_none(tmp_path) == receipt.CodeState(commit="", branch="", patch=b"")
+
+
+def test_the_receipt_records_the_cpu_quota_the_run_had(tmp_path):
+    facts = receipt.RunFacts(
+        image={},
+        code=receipt.CodeState(commit="", branch="", patch=b""),
+        locks={},
+        dataset="fashion-mnist",
+        data_dir=tmp_path,
+        data_files=[],
+        entry_point=EntryPoint("train", ("python", "-m", "trainer")),
+        argv=[],
+        engine={},
+        tfdock_version="0",
+        cpu_quota="1.5",
+    )
+    receipt.write(tmp_path, facts)
+    assert json.loads((tmp_path / receipt.RECEIPT).read_text())["machine"]["cpu_quota"] == "1.5"
+    receipt.write(tmp_path, dataclasses.replace(facts, cpu_quota=""))
+    assert json.loads((tmp_path / receipt.RECEIPT).read_text())["machine"]["cpu_quota"] is None
