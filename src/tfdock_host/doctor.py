@@ -278,15 +278,23 @@ def driver_check(gpus_found: Sequence[gpu_compat.SmiGpu], cuda: str | None) -> C
 
 
 def tensorflow_check(
-    tag: str, probe: ProbeResult | None, gpus_found: Sequence[gpu_compat.SmiGpu] = ()
+    tag: str,
+    probe: ProbeResult | None,
+    gpus_found: Sequence[gpu_compat.SmiGpu] = (),
+    locked_tensorflow: str | None = None,
 ) -> Check:
     """gpu_compat.TENSORFLOW_PROBE in the runtime image, with the GPU request: each GPU's compute capability
     against the build's CUDA targets, and a conv forward/backward and an XLA matmul on it. When TensorFlow
-    sees none of the GPUs nvidia-smi listed, each of those is judged by nvidia-smi's compute capability."""
+    sees none of the GPUs nvidia-smi listed (or its image is not built), each of those is judged by
+    nvidia-smi's compute capability: against the build's targets, else those of TensorFlow's own CUDA wheel
+    of the version that ran (a CPU build) or that the gpu lock pins (`locked_tensorflow`)."""
     if probe is None:
-        return Check(
-            TENSORFLOW_GPUS, SKIP, f"{tag} is not built", "invoke build --target runtime --variant gpu"
-        )
+        build = "invoke build --target runtime --variant gpu"
+        if gpus_found and locked_tensorflow:
+            by = f"TensorFlow {locked_tensorflow}'s CUDA wheel (the gpu lock's)"
+            targets = gpu_compat.wheel_targets(locked_tensorflow)
+            return _judged_by_capability(f"{tag} is not built", gpus_found, targets, by, SKIP, build)
+        return Check(TENSORFLOW_GPUS, SKIP, f"{tag} is not built", build)
     if probe.refusal:
         return Check(
             TENSORFLOW_GPUS, FAIL, f"{tag} would not start with GPUs: {probe.refusal}", GPU_DRIVER_FIX
@@ -306,7 +314,12 @@ def tensorflow_check(
         seen = f"{report.build} in {tag} sees no GPU: {reason}"
         if not gpus_found:
             return Check(TENSORFLOW_GPUS, FAIL, seen, GPU_DRIVER_FIX)
-        return _unseen_gpus_check(seen, report, gpus_found)
+        if report.cuda:
+            targets, by = report.targets, "its own targets"
+        else:
+            targets = gpu_compat.wheel_targets(report.tensorflow)
+            by = f"TensorFlow {report.tensorflow}'s CUDA wheel (the gpu variant)"
+        return _judged_by_capability(seen, gpus_found, targets, by, FAIL, GPU_DRIVER_FIX)
     rows: list[tuple[Status, str, str]] = [
         _gpu_row(index, gpu, report.targets) for index, gpu in enumerate(report.gpus)
     ]
@@ -328,25 +341,30 @@ def tensorflow_check(
     )
 
 
-def _unseen_gpus_check(
-    seen: str, report: gpu_compat.ProbeReport, gpus_found: Sequence[gpu_compat.SmiGpu]
+def _judged_by_capability(
+    found: str,
+    gpus_found: Sequence[gpu_compat.SmiGpu],
+    targets: Sequence[str] | None,
+    by: str,
+    status: Status,
+    fix: str,
 ) -> Check:
-    """TensorFlow saw none of nvidia-smi's GPUs: whether its build (or, for a CPU build, TensorFlow's own
-    CUDA wheel of the same version: the gpu variant's) has kernels for each, by nvidia-smi's capability."""
-    targets = report.targets if report.cuda else gpu_compat.wheel_targets(report.tensorflow)
-    judged_by = (
-        "its own targets" if report.cuda else f"TensorFlow {report.tensorflow}'s CUDA wheel (the gpu variant)"
-    )
-    verdicts = []
+    """Whether `targets` have kernels for each GPU nvidia-smi listed, by its compute capability; FAIL when
+    one has none, else `status` with `fix` (TensorFlow did not see them, or its image is not built)."""
+    verdicts: list[str] = []
+    fixes: list[str] = []
     for gpu in gpus_found:
         if gpu.capability is None or targets is None:
-            verdicts.append((FAIL, f"GPU {gpu.index} {gpu.name}: not judged (no capability or targets)", ""))
+            verdicts.append(
+                f"GPU {gpu.index} {gpu.name}: not judged (no compute capability or known targets)"
+            )
             continue
         support = gpu_compat.kernel_support(gpu.capability, targets)
-        verdicts.append((FAIL, f"GPU {gpu.index} {gpu.name} ({support.detail}; by {judged_by})", support.fix))
-    fixes = list(dict.fromkeys(fix for _, _, fix in verdicts if fix)) or [GPU_DRIVER_FIX]
+        verdicts.append(f"GPU {gpu.index} {gpu.name} ({support.detail}; by {by})")
+        if support.level == "FAIL" and support.fix not in fixes:
+            fixes.append(support.fix)
     return Check(
-        TENSORFLOW_GPUS, FAIL, f"{seen}; " + "; ".join(detail for _, detail, _ in verdicts), "; ".join(fixes)
+        TENSORFLOW_GPUS, FAIL if fixes else status, "; ".join([found, *verdicts]), "; ".join(fixes or [fix])
     )
 
 
@@ -454,7 +472,8 @@ def _gpu_checks(
         tag = image.latest_tag(settings, image.variant_for(settings, wants_gpus=True), "runtime")
         spec = _probe_spec(tag, ["python", "-c", gpu_compat.TENSORFLOW_PROBE], gpu_requests)
         tensorflow = _probe(client, spec, TENSORFLOW_TIMEOUT_S) if _exists(client, tag) else None
-        checks.append(tensorflow_check(tag, tensorflow, gpus_found))
+        locked = gpu_compat.lock_tensorflow(gpu_lock.read_text()) if gpu_lock.is_file() else None
+        checks.append(tensorflow_check(tag, tensorflow, gpus_found, locked))
     return [gpu_verdict(check, wanted) for check in checks]
 
 

@@ -34,8 +34,8 @@ CUDA_WHEEL_TARGETS = {"2.21": ("sm_60", "sm_70", "sm_80", "sm_89", "compute_90")
 # The last TensorFlow whose wheel had kernels for Kepler (3.5, 3.7: K40, K80): 2.14's CUDA 11.8 build
 # carried sm_35 (tf.sysconfig.get_build_info()); 2.15 moved to CUDA 12, which has no Kepler target at all.
 KEPLER_ADVICE = (
-    "none current: the last TensorFlow built for 3.x was 2.14 (CUDA 11.8, sm_35 kernels; Kepler's last "
-    "driver R470 runs it); use a newer GPU or --gpus none"
+    "none current: the last TensorFlow with Kepler (3.5, 3.7) kernels was 2.14 (CUDA 11.8, sm_35 code; "
+    "Kepler's last driver R470 runs it); use a newer GPU or --gpus none"
 )
 # Which base a Blackwell GPU (10.0 B200, 12.0 RTX 50xx) needs. One place, so docs and doctor agree.
 BLACKWELL_ADVICE = (
@@ -287,6 +287,12 @@ def lock_cuda(lock_text: str) -> str | None:
     """The CUDA release of a lock's CUDA runtime wheel (nvidia-cuda-runtime-cu12==12.9.79 -> "12.9")."""
     match = re.search(r"^nvidia-cuda-runtime-cu\d+==(\d+)\.(\d+)", lock_text, re.M)
     return f"{match.group(1)}.{match.group(2)}" if match else None
+
+
+def lock_tensorflow(lock_text: str) -> str | None:
+    """The TensorFlow version a lock pins (tensorflow==2.21.0 -> "2.21.0")."""
+    match = re.search(r"^tensorflow==([\d.]+)", lock_text, re.M)
+    return match.group(1) if match else None
 
 
 def _version(text: str) -> tuple[int, ...] | None:

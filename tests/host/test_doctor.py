@@ -8,7 +8,7 @@ import pytest
 from tfdock_host import doctor, engine, gpu_compat
 from tfdock_host.doctor import FAIL, OK, SKIP, WARN, Check, ProbeResult
 from tfdock_host.errors import EngineError
-from tfdock_host.settings import Settings
+from tfdock_host.settings import ROOT, Settings
 
 GIB = 1024**3
 NO_RUNTIME_REFUSAL = 'could not select device driver "" with capabilities: [[gpu]]'
@@ -198,7 +198,7 @@ def _cpu_build_probe(stderr: str = "") -> ProbeResult:
     ("table", "detail", "fix"),
     [
         (K80_TABLE, "GPU 0 Tesla K80 (3.7: this TensorFlow has no kernels for it, older than its oldest",
-         "the last TensorFlow built for 3.x was 2.14"),
+         "the last TensorFlow with Kepler (3.5, 3.7) kernels was 2.14"),
         ("0, NVIDIA B200, 10.0, 570.124.06\n", "GPU 0 NVIDIA B200 (10.0 (Blackwell or later)",
          gpu_compat.BLACKWELL_ADVICE),
         ("0, NVIDIA GeForce RTX 5090, 12.0, 575.51.03\n", "GPU 0 NVIDIA GeForce RTX 5090 (12.0 (Blackwell",
@@ -224,6 +224,21 @@ def test_a_cuda_build_that_sees_no_gpu_judges_by_its_own_targets():
         and "3.7: this TensorFlow has no kernels" in check.detail
     )
     assert check.detail.endswith("older than its oldest target 6.0; by its own targets)")
+
+
+def test_before_the_gpu_image_is_built_its_locks_tensorflow_judges_nvidia_smis_gpus():
+    assert gpu_compat.lock_tensorflow((ROOT / "requirements" / "runtime-gpu.txt").read_text()) == "2.21.0"
+    k80_and_h100 = gpu_compat.SmiGpu.parse_all(K80_TABLE + "1, NVIDIA H100 80GB HBM3, 9.0, 550.54.15\n")
+    check = doctor.tensorflow_check("tfdock:latest-gpu", None, k80_and_h100, "2.21.0")
+    assert check.status == FAIL and check.detail.startswith(
+        "tfdock:latest-gpu is not built; GPU 0 Tesla K80 (3.7"
+    )
+    assert (
+        "GPU 1 NVIDIA H100 80GB HBM3 (9.0: sm_90 kernels; by TensorFlow 2.21.0's CUDA wheel" in check.detail
+    )
+    assert check.fix == gpu_compat.KEPLER_ADVICE
+    h100 = doctor.tensorflow_check("tfdock:latest-gpu", None, k80_and_h100[1:], "2.21.0")
+    assert (h100.status, h100.fix) == (SKIP, "invoke build --target runtime --variant gpu")
 
 
 def test_the_fixes_say_what_each_problem_needs():

@@ -50,7 +50,7 @@ def test_blackwell_needs_another_base_and_says_which_kernels_it_would_need():
 def test_kepler_is_told_no_current_tensorflow_has_kernels_for_it_and_which_last_did():
     for capability in ((3, 5), (3, 7)):
         assert kernel_support(capability, TF_2_21_TARGETS).fix == gpu_compat.KEPLER_ADVICE
-    assert "2.14 (CUDA 11.8, sm_35 kernels" in gpu_compat.KEPLER_ADVICE
+    assert "2.14 (CUDA 11.8, sm_35 code" in gpu_compat.KEPLER_ADVICE
     assert "older TensorFlow built for it" in kernel_support((5, 2), TF_2_21_TARGETS).fix
 
 
