@@ -23,7 +23,8 @@ from tfdock import data, pipeline, runtime
 from tfdock import model as cnn
 from tfdock.config import TrainConfig
 from tfdock.files import write_text_atomically
-from tfdock.train import Trainer, make_optimizer
+from tfdock.optimizer import make_optimizer
+from tfdock.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP_BATCHES = 5

@@ -1,6 +1,6 @@
 """Time to 90% test accuracy on Fashion-MNIST: tfdock's default recipe vs the keras-io mnist_convnet recipe.
 
-Both train in this one process with the same custom loop (tfdock.train.Trainer) on the same machine; test
+Both train in this one process with the same custom loop (tfdock.trainer.Trainer) on the same machine; test
 accuracy is measured several times per epoch, and evaluation time is excluded from training seconds.
 
 Usage: python benchmarks/time_to_accuracy.py [--data-dir DIR] [--quick] [--results-dir benchmarks/results]
@@ -25,7 +25,9 @@ from tfdock import data, pipeline, runtime
 from tfdock import model as cnn
 from tfdock.config import TrainConfig
 from tfdock.files import atomic_path, write_text_atomically
-from tfdock.train import EVAL_BATCH_SIZE, Trainer, make_optimizer
+from tfdock.optimizer import make_optimizer
+from tfdock.train import EVAL_BATCH_SIZE
+from tfdock.trainer import Trainer
 
 TARGET_ACCURACY = 0.90
 # Held to by this script's exit code and by `invoke bench`'s report (read from the results it writes).

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdock import data, pipeline, runtime, train
+from tfdock import data, optimizer, pipeline, runtime, train
+from tfdock import model as cnn
 from tfdock.config import TrainConfig
+from tfdock.trainer import Trainer
 
 # (GPU, compute capability, what auto picks): the generations a user may have.
 GPUS = [
@@ -61,10 +63,10 @@ def _rates(
 @pytest.mark.parametrize("lr_schedule", ["restarts", "cosine", "constant"])
 def test_eight_replicas_warm_up_from_the_one_replica_rate(lr_schedule: str) -> None:
     config, steps_per_epoch, peak = TrainConfig(epochs=15, lr_schedule=lr_schedule), 100, 0.004
-    warmup = train.replica_warmup_steps(config, steps_per_epoch, replicas=8)
-    assert warmup == round(steps_per_epoch * train.ONECYCLE_WARMUP_EPOCHS)
-    warmed = train.learning_rate_schedule(config, peak * 8, steps_per_epoch, replicas=8)
-    plain = train.learning_rate_schedule(config, peak * 8, steps_per_epoch, replicas=1)
+    warmup = optimizer.replica_warmup_steps(config, steps_per_epoch, replicas=8)
+    assert warmup == round(steps_per_epoch * optimizer.ONECYCLE_WARMUP_EPOCHS)
+    warmed = optimizer.learning_rate_schedule(config, peak * 8, steps_per_epoch, replicas=8)
+    plain = optimizer.learning_rate_schedule(config, peak * 8, steps_per_epoch, replicas=1)
     assert _rates(warmed, [0]) == pytest.approx([peak])  # the one-replica rate at step 0
     assert _rates(warmed, [warmup // 2]) < _rates(plain, [warmup // 2])
     after = [warmup, warmup + 1, steps_per_epoch * 3]
@@ -73,18 +75,18 @@ def test_eight_replicas_warm_up_from_the_one_replica_rate(lr_schedule: str) -> N
 
 def test_one_replica_has_no_warm_up_and_onecycle_keeps_its_own() -> None:
     config = TrainConfig(epochs=15)
-    assert train.replica_warmup_steps(config, 100, replicas=1) == 0
-    one = train.learning_rate_schedule(config, 0.004, 100, replicas=1)
+    assert optimizer.replica_warmup_steps(config, 100, replicas=1) == 0
+    one = optimizer.learning_rate_schedule(config, 0.004, 100, replicas=1)
     assert isinstance(one, keras.optimizers.schedules.CosineDecayRestarts)  # as before: the default recipe
     assert float(one(0)) == pytest.approx(0.004)
     onecycle = TrainConfig(epochs=15, lr_schedule="onecycle")
-    assert train.replica_warmup_steps(onecycle, 100, replicas=8) == 0
-    rate = train.learning_rate_schedule(onecycle, 0.032, 100, replicas=8)
-    assert float(rate(0)) == pytest.approx(0.032 / train.ONECYCLE_START_DIVISOR)
+    assert optimizer.replica_warmup_steps(onecycle, 100, replicas=8) == 0
+    rate = optimizer.learning_rate_schedule(onecycle, 0.032, 100, replicas=8)
+    assert float(rate(0)) == pytest.approx(0.032 / optimizer.ONECYCLE_START_DIVISOR)
 
 
 def test_the_warm_up_schedule_survives_keras_serialisation() -> None:
-    schedule = train.learning_rate_schedule(TrainConfig(epochs=3), 0.016, 50, replicas=4)
+    schedule = optimizer.learning_rate_schedule(TrainConfig(epochs=3), 0.016, 50, replicas=4)
     copy = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
     assert _rates(copy, [0, 7, 30]) == pytest.approx(_rates(schedule, [0, 7, 30]))
 
@@ -153,8 +155,8 @@ def test_one_replica_compiles_the_whole_step_with_xla_apply_included(fashion_dir
     # A tiny model: XLA's compile time on a CPU is what this test would otherwise spend.
     config = TrainConfig(jit_compile=True, deterministic=False, filters=(4,), dense=0, batch_norm=False)
     env = runtime.setup(config)
-    model = train.cnn.build(config)
-    trainer = train.Trainer(model, keras.optimizers.Adam(), env)
+    model = cnn.build(config)
+    trainer = Trainer(model, keras.optimizers.Adam(), env)
     assert trainer._replica_step.function_spec.jit_compile  # type: ignore[attr-defined]
     splits = data.load(fashion_dir, "fashion-mnist")
     batches = pipeline.training_batches(splits.train_images[:256], splits.train_labels[:256], 64, seed=0)

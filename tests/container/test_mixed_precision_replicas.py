@@ -121,9 +121,11 @@ def _one_overflow_then_one_clean_step(fashion_dir: str, poisoned: int, cpu_devic
     import numpy as np
     import tensorflow as tf
 
-    from tfdock import data, runtime, train
+    from tfdock import data, runtime
     from tfdock import model as cnn
     from tfdock.config import TrainConfig
+    from tfdock.optimizer import make_optimizer
+    from tfdock.trainer import Trainer
 
     # A tiny CNN without batch norm: BN's moving statistics would take the inf in the forward pass, which no
     # loss scaling can prevent; this test is about the weights the optimizer updates.
@@ -133,8 +135,8 @@ def _one_overflow_then_one_clean_step(fashion_dir: str, poisoned: int, cpu_devic
     env = runtime.setup(config)
     with env.strategy.scope():
         model = cnn.build(config)
-        optimizer = train.make_optimizer(config, env, steps_per_epoch=10)
-    trainer = train.Trainer(model, optimizer, env, config.label_smoothing)
+        optimizer = make_optimizer(config, env, steps_per_epoch=10)
+    trainer = Trainer(model, optimizer, env, config.label_smoothing)
 
     splits = data.load(Path(fashion_dir), "fashion-mnist")
     images = splits.train_images[: PER_REPLICA_BATCH * env.replicas].astype("float32")

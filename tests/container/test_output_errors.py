@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 from conftest import SRC, train_args
 
-from tfdock import train
+from tfdock import runs
 from tfdock.errors import OutputError
 
 # Above config.json, metrics.json and the first TensorBoard events; below the first checkpoint.
@@ -48,7 +48,7 @@ def _digests(directory: Path) -> dict[str, str]:
     ],
 )
 def test_a_full_disk_is_one_output_error_with_the_resume_hint(error: Exception) -> None:
-    with pytest.raises(OutputError) as caught, train._writing(Path("/out/run")):
+    with pytest.raises(OutputError) as caught, runs.writing(Path("/out/run")):
         raise error
     assert str(caught.value) == (
         "cannot write /out/run: No space left on device — "
@@ -58,7 +58,7 @@ def test_a_full_disk_is_one_output_error_with_the_resume_hint(error: Exception) 
 
 
 def test_other_errors_are_not_mistaken_for_output_errors() -> None:
-    with pytest.raises(ValueError), train._writing(Path("/out/run")):
+    with pytest.raises(ValueError), runs.writing(Path("/out/run")):
         raise ValueError("not a write")
 
 

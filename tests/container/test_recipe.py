@@ -10,19 +10,20 @@ import pytest
 import tensorflow as tf
 
 from tfdock import model as cnn
-from tfdock import runtime, train
+from tfdock import optimizer, runtime
 from tfdock.config import TrainConfig
+from tfdock.trainer import Trainer
 
 
 def test_onecycle_warms_up_for_a_fixed_fraction_of_an_epoch_whatever_the_run_length() -> None:
     steps_per_epoch = 100
     for epochs in (10, 30):
-        schedule = train.learning_rate_schedule(
+        schedule = optimizer.learning_rate_schedule(
             TrainConfig(epochs=epochs, lr_schedule="onecycle"), 0.002, steps_per_epoch
         )
         assert isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
-        warmup_steps = round(steps_per_epoch * train.ONECYCLE_WARMUP_EPOCHS)
-        assert float(schedule(0)) == pytest.approx(0.002 / train.ONECYCLE_START_DIVISOR)
+        warmup_steps = round(steps_per_epoch * optimizer.ONECYCLE_WARMUP_EPOCHS)
+        assert float(schedule(0)) == pytest.approx(0.002 / optimizer.ONECYCLE_START_DIVISOR)
         assert float(schedule(warmup_steps)) == pytest.approx(0.002)
         assert float(schedule(warmup_steps // 2)) < 0.002
         assert float(schedule(steps_per_epoch * epochs)) == pytest.approx(0.0, abs=1e-9)
@@ -31,7 +32,7 @@ def test_onecycle_warms_up_for_a_fixed_fraction_of_an_epoch_whatever_the_run_len
 @pytest.mark.parametrize("epochs", [1, 2, 8, 15, 20])
 def test_restarts_end_their_last_cycle_with_the_run(epochs: int) -> None:
     steps_per_epoch = 20
-    schedule = train.learning_rate_schedule(
+    schedule = optimizer.learning_rate_schedule(
         TrainConfig(epochs=epochs, lr_schedule="restarts"), 0.004, steps_per_epoch
     )
     total = steps_per_epoch * epochs
@@ -51,13 +52,13 @@ def test_restarts_end_their_last_cycle_with_the_run(epochs: int) -> None:
 
 
 def test_fifteen_epochs_of_restarts_end_a_cycle_after_the_first_epoch() -> None:
-    schedule = train.learning_rate_schedule(TrainConfig(epochs=15, lr_schedule="restarts"), 0.004, 100)
+    schedule = optimizer.learning_rate_schedule(TrainConfig(epochs=15, lr_schedule="restarts"), 0.004, 100)
     assert float(schedule(99)) < 0.004 * 0.01
     assert float(schedule(100)) == pytest.approx(0.004)
 
 
 def test_a_very_short_onecycle_run_still_warms_up_for_at_most_a_quarter_of_it() -> None:
-    schedule = train.learning_rate_schedule(TrainConfig(epochs=1, lr_schedule="onecycle"), 0.002, 8)
+    schedule = optimizer.learning_rate_schedule(TrainConfig(epochs=1, lr_schedule="onecycle"), 0.002, 8)
     assert float(schedule(2)) == pytest.approx(0.002)  # int(8 * 0.25) = 2 warm-up steps, not round(2.4)
 
 
@@ -103,7 +104,7 @@ def test_dense_adds_one_hidden_layer_before_the_classifier() -> None:
 def test_label_smoothing_changes_the_training_loss_only() -> None:
     env = runtime.setup(TrainConfig())
     model = cnn.build(TrainConfig())
-    trainer = train.Trainer(model, keras.optimizers.Adam(), env, label_smoothing=0.1)
+    trainer = Trainer(model, keras.optimizers.Adam(), env, label_smoothing=0.1)
     labels = tf.constant([0, 3, 9])
     probabilities = tf.constant([[0.91] + [0.01] * 9] * 3)
     plain = keras.losses.SparseCategoricalCrossentropy(reduction="sum")(labels, probabilities)
