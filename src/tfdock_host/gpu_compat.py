@@ -39,9 +39,10 @@ KEPLER_ADVICE = (
 )
 # Which base a Blackwell GPU (10.0 B200, 12.0 RTX 50xx) needs. One place, so docs and doctor agree.
 BLACKWELL_ADVICE = (
-    "needs another base: a TensorFlow built for sm_100/sm_120 (CUDA >= 12.8), which no TensorFlow wheel "
-    "on PyPI is (2.21 included): e.g. NVIDIA's nvcr.io/nvidia/tensorflow:25.02-tf2-py3 or a source build "
-    "with HERMETIC_CUDA_COMPUTE_CAPABILITIES=sm_100,sm_120 (docs/engines.md); or --gpus none"
+    "needs another base: a TensorFlow built for sm_100/sm_120 with CUDA >= 12.8, which no TensorFlow wheel "
+    "on PyPI is (2.21 included): as --base-image NVIDIA's NGC TensorFlow image on CUDA >= 12.8 "
+    "(nvcr.io/nvidia/tensorflow, from 25.01), or TensorFlow built from source with "
+    "HERMETIC_CUDA_COMPUTE_CAPABILITIES=sm_100,sm_120 (docs/engines.md); or --gpus none"
 )
 # What NVML answers in a container whose device access is gone: after `systemctl daemon-reload` on a host
 # whose engine uses the systemd cgroup driver, running GPU containers lose their devices (NVIDIA's notice,
