@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tfdock_host import engine, image
+from tfdock_host.doctor import engine_row
 from tfdock_host.settings import ROOT
 
 USER = os.environ.get("TFDOCK_ROOTLESS_USER", "tfdock-rootless")
@@ -180,6 +181,7 @@ def owned_by_others(directory: Path, uid: int) -> list[str]:
 def test_doctor_names_the_rootless_engine_its_socket_and_whose_the_files_are(rootless, user, checkout):
     kind, url = rootless
     doctor = as_user(user, ["invoke", "doctor"], checkout, DOCKER_HOST=url)
+    assert f"{engine_row(kind)} " in doctor.stdout, doctor.stdout  # the row is named after the engine
     assert f"{kind} " in doctor.stdout and f"{url} (DOCKER_HOST)" in doctor.stdout, doctor.stdout
     assert f"files on bind mounts belong to uid {user.pw_uid}" in doctor.stdout, doctor.stdout
 
