@@ -255,6 +255,14 @@ def gpus_in_container_check(probe: ProbeResult | None) -> Check:
             "(lost after a `systemctl daemon-reload` where the engine uses the systemd cgroup driver)",
             gpu_compat.NVML_LOST_FIX,
         )
+    if 'Field "compute_cap" is not a valid field to query' in output:
+        minimum = ".".join(map(str, gpu_compat.MINIMUM_DRIVER[12]))
+        return Check(
+            GPUS_IN_CONTAINER,
+            FAIL,
+            "this driver's nvidia-smi cannot report compute_cap: a driver older than any CUDA 12 runs on",
+            f"upgrade the host's NVIDIA driver to {minimum} or later; or --gpus none",
+        )
     found = gpu_compat.SmiGpu.parse_all(probe.stdout)
     if probe.exit_code == 0 and found:
         return Check(GPUS_IN_CONTAINER, OK, "; ".join(map(str, found)))

@@ -115,3 +115,13 @@ def test_a_driver_too_old_for_the_images_cuda_is_one_line(client, standin):
     # The T4 has kernels (sm_70 code runs on 7.5); TensorFlow saw it not, and says so.
     (seen,) = lines_with(lines, doctor.TENSORFLOW_GPUS, "sees no GPU")
     assert "GPU 0 Tesla T4 (7.5: sm_70 kernels" in seen
+
+
+def test_a_driver_whose_nvidia_smi_has_no_compute_cap_field_is_too_old(client, standin):
+    # The stand-in answers a field its table lacks as nvidia-smi does a field its driver does not know.
+    code, lines = doctor_with(
+        client, standin, ["index,name,uuid,driver_version", "0,Tesla K80,GPU-standin-0,418.87.00"]
+    )
+    assert code == 1
+    (old,) = lines_with(lines, doctor.GPUS_IN_CONTAINER, "cannot report compute_cap")
+    assert doctor.FAIL in old and "525.60.13 or later" in old

@@ -116,6 +116,13 @@ def test_a_container_that_lost_its_gpus_is_named_with_nvidias_fix():
     assert doctor.driver_check((), "12.9").status == SKIP
 
 
+def test_a_driver_whose_nvidia_smi_knows_no_compute_cap_is_too_old():
+    probe = ProbeResult(exit_code=2, stdout='Field "compute_cap" is not a valid field to query.\n')
+    check = doctor.gpus_in_container_check(probe)
+    assert check.status == FAIL and "cannot report compute_cap" in check.detail
+    assert "525.60.13 or later" in check.fix
+
+
 @pytest.mark.parametrize(
     ("table", "cuda", "status", "detail"),
     [
