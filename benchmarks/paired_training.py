@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -105,6 +106,7 @@ def main(
     trainer = trainer_args(args.limit_train)
     runs = ROOT / ".bench" / name
     shutil.rmtree(runs, ignore_errors=True)
+    load_before = os.getloadavg()[0]
     container, native = abba(
         args.pairs,
         functools.partial(
@@ -125,7 +127,9 @@ def main(
         reference_name,
         ("ratio", ">=", goal_ratio),
         f"images/s of epoch {EPOCHS} of {EPOCHS} ({args.limit_train} Fashion-MNIST images each), seed 0, "
-        f"CPU; {args.pairs} pairs in ABBA order, {pair_ratios(container, native)}",
+        f"CPU; {args.pairs} pairs in ABBA order, {pair_ratios(container, native)}; load average "
+        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores (under load, "
+        "the engine's cgroup may weigh as one task against each native thread)",
     )
     print(f"{name}: container / native images/s {figure.ratio:.3f} (goal >= {goal_ratio})")
     return publish(name, [figure])

@@ -6,8 +6,11 @@ import functools
 import grp
 import json
 import os
+import pty
 import pwd
+import re
 import secrets
+import select
 import shutil
 import signal
 import stat
@@ -25,13 +28,14 @@ from conftest import (
     invoke,
     limit_train,
     project_containers,
+    start_invoke,
     step_delay_for,
     steps_per_epoch,
     wait_for,
     wait_until_it_reaches_the_engine,
 )
 
-from tfdock_host import engine, gpus, run
+from tfdock_host import engine, gpus, run, spec, training
 from tfdock_host.errors import EngineError
 
 pytestmark = pytest.mark.engine
@@ -41,6 +45,8 @@ SUBSET = ["--limit-train", "4000", "--limit-test", "1000", "--batch-size", "64"]
 TEST_USER, TEST_UID = "tfdock-e2e", 4321
 STANDIN_DIR = "/usr/local/lib/tfdock-gpu-standin"
 STANDIN_LOG = Path(os.environ.get("TFDOCK_GPU_STANDIN_LOG", "/var/log/tfdock-gpu-standin.log"))
+# A container path standing as a word of its own in a message (host paths may end in .../outputs).
+CONTAINER_PATH = re.compile(rf"(?<![\w./-])(?:{spec.OUTPUT_DIR}|{spec.DATA_DIR})\b")
 
 
 def train(fashion_mnist: Path, output_dir: Path, *options: str, trainer: list[str] = SUBSET, **kwargs):
@@ -97,8 +103,12 @@ def test_train_leaves_model_and_metrics_owned_by_the_invoking_user(
             env={"HOME": str(home)},
             user=name if os.getuid() == 0 else "",
         )
-        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
         run_dir = (outputs / "latest").resolve()
+        # The last line names the run dir as the host sees it; no message names a container path.
+        assert result.stdout.splitlines()[-1] == f"{training.RUN_DIR_LINE} {run_dir}", result.stdout[-500:]
+        assert CONTAINER_PATH.findall(output) == [], output[-3000:]
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert metrics["epochs_completed"] == 1
         assert metrics["test_accuracy"] > 0.6, metrics  # far above chance (0.1) after one epoch on 2k images
@@ -107,6 +117,73 @@ def test_train_leaves_model_and_metrics_owned_by_the_invoking_user(
         assert owners == {uid}, f"files not owned by {name} ({uid}): {owners}"
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_cpu_quota_reaches_the_container_and_the_trainer_sizes_its_threads_by_it(
+    fashion_mnist, tmp_path, client, runtime_image
+):
+    """Issue 16 goal 3c: `--cpus 1` is the container's quota, and the trainer's summary line says so."""
+    trainer = ["--limit-train", "512", "--limit-test", "128", "--batch-size", "64"]
+    command = ["train", "--gpus", "none", "--cpus", "1", "--epochs", "1", "--data-dir", str(fashion_mnist)]
+    process = start_invoke(*command, "--output-dir", str(tmp_path), "--", *trainer)
+    (container, *_) = wait_for(
+        lambda: containers_mounting(client, tmp_path), "the training container", process=process, every=0.05
+    )
+    nano_cpus = container.attrs["HostConfig"]["NanoCpus"]
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, (stdout + stderr)[-3000:]
+    assert nano_cpus == 1_000_000_000
+    assert "1 thread (CPU quota 1)" in stdout, stdout[-3000:]
+
+
+def test_an_invalid_cpu_quota_is_one_line_and_starts_nothing(fashion_mnist, tmp_path, client):
+    result = train(fashion_mnist, tmp_path, "--gpus", "none", "--cpus", "0")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "invalid --cpus '0'" in result.stderr
+    assert containers_mounting(client, tmp_path) == []
+
+
+def test_on_a_terminal_a_live_progress_line_reaches_it_before_its_line_ends(runtime_image, scratch):
+    """Issue 16 goal 6: with the host's stdout a terminal the container is told TFDOCK_PROGRESS=live, and
+    what it writes with \\r and no newline shows at once: the container waits until the test has seen it."""
+    go = scratch / "go"
+    script = 'printf "\\r%s step 1" "$TFDOCK_PROGRESS"; while [ ! -e /outputs/go ]; do sleep 0.05; done; '
+    script += 'printf "\\r%s step 2\\n" "$TFDOCK_PROGRESS"'
+    runner = (
+        "import sys; from pathlib import Path; from tfdock_host import run; "
+        f"sys.exit(run.execute(run.task_spec('progress', {runtime_image!r}, ['sh', '-c', {script!r}], "
+        f"output_dir=Path({str(scratch)!r}))))"
+    )
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-c", runner],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    seen = _read_until(controller, b"\rlive step 1", process)
+    go.touch()
+    seen += _read_until(controller, b"\rlive step 2", process)
+    assert process.wait(timeout=60) == 0, seen.decode(errors="replace")
+    os.close(controller)
+
+
+def _read_until(controller: int, wanted: bytes, process: subprocess.Popen, timeout: float = 300) -> bytes:
+    """The terminal's output until `wanted` shows; fails if the process ends first (timeout: a hang)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen:
+        assert time.monotonic() < deadline, f"no {wanted!r} after {timeout} s: {seen[-2000:]!r}"
+        ready, _, _ = select.select([controller], [], [], 0.5)
+        if ready:
+            try:
+                seen += os.read(controller, 4096)
+            except OSError:  # the process closed the terminal
+                pytest.fail(f"exit {process.wait()} before {wanted!r}: {seen[-2000:]!r}")
+    return seen
 
 
 def test_a_failing_training_returns_its_exit_code_in_one_line(fashion_mnist, tmp_path, runtime_image):
@@ -257,6 +334,29 @@ def test_gpu_requests_reach_the_container_and_the_trainer_reports_no_gpu(
     assert f"NVIDIA_VISIBLE_DEVICES={visible} " in recorded + " ", recorded
 
 
+@pytest.mark.gpu_standin
+def test_gpu_runs_share_a_cuda_jit_cache_that_outlives_them_and_cpu_runs_have_none(
+    runtime_image, scratch, monkeypatch
+):
+    """Issue 19 item 5: HOME is a tmpfs, so CUDA's PTX-JIT cache lives on a host dir of the user's: what
+    one GPU run writes there, the next one finds."""
+    if not _engine_has_nvidia_driver():
+        pytest.skip("the engine has no NVIDIA hook, not even CI's stand-in (see .ci/provision-engine)")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(scratch / "cache"))
+    all_gpus, entry = tuple(gpus.parse("all")), secrets.token_hex(8)
+    write = f'test "$CUDA_CACHE_PATH" = {spec.CUDA_CACHE_DIR} && test "$CUDA_CACHE_MAXSIZE" -gt 268435456 '
+    write += f'&& echo {entry} > "$CUDA_CACHE_PATH/entry"'
+    assert run.execute(run.task_spec("cuda-cache", runtime_image, ["sh", "-c", write], gpus=all_gpus)) == 0
+    read = f'test "$(cat "$CUDA_CACHE_PATH/entry")" = {entry}'
+    assert run.execute(run.task_spec("cuda-cache", runtime_image, ["sh", "-c", read], gpus=all_gpus)) == 0
+    on_host = spec.cuda_cache_dir() / "entry"
+    assert on_host.read_text().strip() == entry
+    owner = engine.current().identity.writable_owner or (os.getuid(), os.getgid())
+    assert on_host.stat().st_uid == owner[0]
+    cpu_only = f'test -z "$CUDA_CACHE_PATH" && test ! -e {spec.CUDA_CACHE_DIR}'
+    assert run.execute(run.task_spec("cuda-cache", runtime_image, ["sh", "-c", cpu_only])) == 0
+
+
 @pytest.fixture(scope="module")
 def engine_without_nvidia():
     """A second dockerd whose PATH has no NVIDIA hook: an engine as on a host without the toolkit."""
@@ -320,3 +420,24 @@ def _resolve_the_engine_anew() -> None:
     and what the engine said of itself."""
     for resolved in (engine.endpoint, engine.connect, engine.current):
         resolved.cache_clear()
+
+
+def test_without_an_nvidia_runtime_the_gpu_bench_row_is_the_same_one_line(engine_without_nvidia, scratch):
+    """Issue 19: `invoke bench --gpus all` asks the engine for the GPUs before any benchmark runs."""
+    results = ROOT / "benchmarks" / "results" / "gpu_training.json"
+    written_before = results.stat().st_mtime_ns if results.exists() else None
+    environment = {
+        "DOCKER_HOST": engine_without_nvidia,
+        "INVOKE_TFDOCK_BASE_IMAGE": "tfdock-empty",  # the probe image that engine has
+        "XDG_CACHE_HOME": str(scratch),
+    }
+    result = invoke("bench", "--quick", "--gpus", "all", env=environment)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: GPUs were requested but the engine") and "no NVIDIA runtime" in line
+    assert engine.NVIDIA_RUNTIME_FIX in line
+    assert (results.stat().st_mtime_ns if results.exists() else None) == written_before
+    left = subprocess.run(
+        ["docker", "-H", engine_without_nvidia, "ps", "-aq"], capture_output=True, text=True, check=True
+    )
+    assert left.stdout.strip() == "", left.stdout
