@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tfdock_host import doctor, gpu_compat, image
 pytestmark = [pytest.mark.engine, pytest.mark.gpu_standin]
 
 TABLES = Path("/etc/tfdock-gpu-standin")
+# Where .ci/provision-engine puts the stand-ins (ci.yml: /usr/local/bin, on the system dockerd's PATH).
 HOOK_DIR = Path("/usr/local/lib/tfdock-gpu-standin")
 HEADER = "index,name,uuid,compute_cap,driver_version"
 # Wide enough that no row of the table is folded over lines.
@@ -32,7 +34,9 @@ WIDE = {"COLUMNS": "2000"}
 def standin(client, runtime_image, project_settings) -> Iterator[tuple[str, Path]]:
     """A repository of this test's holding the runtime image (as the gpu variant too: TensorFlow's CPU build,
     which the report names) and the base image, and where its GPU table goes."""
-    if not (HOOK_DIR / "nvidia-smi-standin").exists() or os.getuid() != 0:
+    hook = HOOK_DIR / "nvidia-container-runtime-hook"
+    hook = hook if hook.exists() else Path(shutil.which("nvidia-container-runtime-hook") or hook)
+    if not (hook.parent / "nvidia-smi-standin").exists() or os.getuid() != 0:
         message = "needs root and the stand-in nvidia-smi beside the hook (sudo bash .ci/provision-engine)"
         if os.environ.get("CI"):
             pytest.fail(message)
