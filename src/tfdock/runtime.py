@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -62,6 +64,8 @@ class Runtime:
     jit_compile: bool
     global_batch_size: int
     learning_rate: float  # the peak rate, scaled linearly with the replicas
+    threads: int | None = None  # per TensorFlow pool (intra-op and inter-op), by the CPU quota; None: TF's
+    cpu_quota: float | None = None  # CPUs by the container's cgroup quota; None: no quota
 
     @property
     def loss_scaled(self) -> bool:
@@ -76,12 +80,62 @@ class Runtime:
             if warmup_steps:
                 strategy += f", warmed up from x1 over {warmup_steps} steps"
             strategy += f"; collectives: {self.collectives}"
+        if self.threads is None:
+            threads = "TensorFlow's default (no CPU quota)"
+        else:
+            many = "s" if self.threads > 1 else ""
+            threads = f"{self.threads} thread{many} (CPU quota {self.cpu_quota:g})"
         return (
-            f"devices: {', '.join(self.devices)} | GPUs visible to TensorFlow: {gpus} "
+            f"devices: {', '.join(self.devices)} | threads: {threads} | GPUs visible to TensorFlow: {gpus} "
             f"| strategy: {strategy}) "
             f"| precision: {self.precision} ({self.precision_reason}) "
             f"| XLA: {'on' if self.jit_compile else 'off'}"
         )
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cpu_quota(cgroup_root: Path = CGROUP_ROOT) -> float | None:
+    """The CPUs this container may use by its cgroup's CPU quota (`docker run --cpus 1.5`: 1.5), or None
+    when there is none. cgroup v2: cpu.max holds "QUOTA PERIOD" or "max PERIOD"; v1: cpu.cfs_quota_us
+    (-1: none) over cpu.cfs_period_us, under cpu/ (or cpu,cpuacct/)."""
+    v2 = cgroup_root / "cpu.max"
+    try:
+        if v2.is_file():
+            quota, period = v2.read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        for controller in ("cpu", "cpu,cpuacct"):
+            v1 = cgroup_root / controller
+            if (v1 / "cpu.cfs_quota_us").is_file():
+                quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+                return None if quota_us <= 0 else quota_us / int((v1 / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError, ZeroDivisionError):
+        return None  # unreadable: TensorFlow's own sizing, as without a quota
+    return None
+
+
+def threads_for_quota(quota: float | None, cores: int) -> int | None:
+    """Threads per TensorFlow pool for a CPU quota: the quota rounded up (a fraction of a CPU still runs a
+    thread), at most the cores this process may run on; None (TensorFlow's default) without a quota."""
+    if quota is None:
+        return None
+    return max(1, min(cores, math.ceil(quota)))
+
+
+def _size_thread_pools(threads: int) -> None:
+    """TensorFlow sizes its pools by the machine's cores, not the container's quota: 64 threads sharing one
+    CPU's quota get throttled in turn (tensorflow/tensorflow#17206). Must run before the first op."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        # TensorFlow is already initialised in this process: fine if its pools have this size already.
+        if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+            raise ConfigError(
+                "the thread pools must be sized before TensorFlow initialises",
+                "run the training in a fresh process",
+            ) from None
 
 
 def _split_cpu(count: int) -> None:
@@ -138,7 +192,11 @@ def _compute_capability(gpu: tf.config.PhysicalDevice) -> ComputeCapability | No
     return tuple(capability) if capability else None
 
 
-def setup(config: TrainConfig) -> Runtime:
+def setup(config: TrainConfig, cgroup_root: Path = CGROUP_ROOT) -> Runtime:
+    quota = cpu_quota(cgroup_root)
+    threads = threads_for_quota(quota, len(os.sched_getaffinity(0)))
+    if threads is not None:
+        _size_thread_pools(threads)
     if config.cpu_devices > 1:
         _split_cpu(config.cpu_devices)
     gpus = tf.config.list_physical_devices("GPU")
@@ -170,6 +228,8 @@ def setup(config: TrainConfig) -> Runtime:
         precision_reason=precision_reason,
         collectives=collectives,
         jit_compile=config.jit_compile,
+        threads=threads,
+        cpu_quota=quota,
         global_batch_size=config.batch_size * replicas,
         learning_rate=config.learning_rate * replicas,
     )
