@@ -85,21 +85,31 @@ def _start_training(args: list[str]) -> subprocess.Popen:
 
 
 # The killed run is paced (FOR TESTS ONLY: --step-delay after every step, not kept by --resume): after its
-# first checkpoint, epoch 2 lasts at least STEPS_PER_EPOCH x STEP_DELAY_S on any machine.
+# first checkpoint, epoch 2 lasts at least its steps x STEP_DELAY_S on any machine.
 STEP_DELAY_S = 0.05
-STEPS_PER_EPOCH = (TRAIN_SUBSET - TRAIN_SUBSET // 10) // 64  # 10% held out, batch 64
 
 
+LOSS_SCALE_STATE = "optimizer/{}/.ATTRIBUTES/VARIABLE_VALUE"  # LossScaleOptimizer's, in a checkpoint
+# float16 on a CPU is emulated (about 6x slower here): the mixed-precision case trains on fewer images.
+MIXED_PRECISION_SUBSET = 1280
+
+
+@pytest.mark.parametrize("precision", ["off", "on"], ids=["float32", "mixed-float16"])
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
-    fashion_dir: Path, tmp_path: Path
+    fashion_dir: Path, tmp_path: Path, precision: str
 ) -> None:
+    """With --mixed-precision on (float16 with dynamic loss scaling), the loss scale's state is part of the
+    run's: the scale and its count of finite steps since it last changed (it doubles after 2000)."""
+    subset = TRAIN_SUBSET if precision == "off" else MIXED_PRECISION_SUBSET
+    steps_per_epoch = (subset - subset // 10) // 64  # 10% held out, batch 64
     # Mirroring from the second epoch, so that the resumed epochs must also repeat the same flips.
-    recipe = ["--epochs", "3", "--flip", "on", "--flip-after", "1"]
+    recipe = ["--epochs", "3", "--flip", "on", "--flip-after", "1", "--mixed-precision", precision]
+    recipe += ["--limit-train", str(subset)]
     paced = ["--step-delay", str(STEP_DELAY_S)]
     process = _start_training(train_args(fashion_dir, tmp_path, *recipe, "--run-name", "killed", *paced))
     checkpoints = tmp_path / "killed" / "checkpoints"
     _wait_for(checkpoints / "ckpt-1.index", process)
-    time.sleep(STEPS_PER_EPOCH // 2 * STEP_DELAY_S)  # into the second epoch: at most half its steps are done
+    time.sleep(steps_per_epoch // 2 * STEP_DELAY_S)  # into the second epoch: at most half its steps are done
     process.kill()
     process.wait()
     assert not (checkpoints / "ckpt-2.index").exists(), "epoch 2 finished before the kill: is it paced?"
@@ -125,6 +135,14 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     assert abs(killed["test_accuracy"] - whole["test_accuracy"]) <= 0.005
     # Data order, RNG and optimizer state are all restored, so on CPU the result is in fact identical.
     assert _same_weights(tmp_path / "killed", tmp_path / "whole")
+    if precision == "on":
+        # Both end with every step counted (no overflow, so the scale stayed): a resume that lost the
+        # counter would count the resumed steps only, and double the scale 2000 steps late.
+        for name in ("killed", "whole"):
+            saved = tf.train.load_checkpoint(str(tmp_path / name / "checkpoints" / "ckpt-3"))
+            assert saved.get_tensor(LOSS_SCALE_STATE.format("step_counter")) == 3 * steps_per_epoch
+            assert saved.get_tensor(LOSS_SCALE_STATE.format("dynamic_scale")) == 2.0**15
+        assert [epoch["loss_scale"] for epoch in killed["history"]] == [2.0**15] * 3
 
     config = TrainConfig.from_json_file(tmp_path / "killed" / "config.json")
     manager_state = tf.train.get_checkpoint_state(str(checkpoints))
