@@ -45,6 +45,8 @@ SUBSET = ["--limit-train", "4000", "--limit-test", "1000", "--batch-size", "64"]
 TEST_USER, TEST_UID = "tfdock-e2e", 4321
 STANDIN_DIR = "/usr/local/lib/tfdock-gpu-standin"
 STANDIN_LOG = Path(os.environ.get("TFDOCK_GPU_STANDIN_LOG", "/var/log/tfdock-gpu-standin.log"))
+# What TensorFlow prints as it starts (issue 16 goal 4): hidden unless `invoke train --verbose`.
+TF_START_NOTICES = ("oneDNN custom operations are on", "All log messages before absl::InitializeLog()")
 # A container path standing as a word of its own in a message (host paths may end in .../outputs).
 CONTAINER_PATH = re.compile(rf"(?<![\w./-])(?:{spec.OUTPUT_DIR}|{spec.DATA_DIR})\b")
 
@@ -108,6 +110,7 @@ def test_train_leaves_model_and_metrics_owned_by_the_invoking_user(
         run_dir = (outputs / "latest").resolve()
         # The last line names the run dir as the host sees it; no message names a container path.
         assert result.stdout.splitlines()[-1] == f"{training.RUN_DIR_LINE} {run_dir}", result.stdout[-500:]
+        assert [notice for notice in TF_START_NOTICES if notice in output] == [], output[-3000:]
         assert CONTAINER_PATH.findall(output) == [], output[-3000:]
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert metrics["epochs_completed"] == 1
@@ -134,6 +137,14 @@ def test_a_cpu_quota_reaches_the_container_and_the_trainer_sizes_its_threads_by_
     assert process.returncode == 0, (stdout + stderr)[-3000:]
     assert nano_cpus == 1_000_000_000
     assert "1 thread (CPU quota 1)" in stdout, stdout[-3000:]
+
+
+def test_verbose_brings_back_tensorflows_start_up_notices(fashion_mnist, tmp_path, runtime_image):
+    trainer = ["--limit-train", "512", "--limit-test", "128", "--batch-size", "64"]
+    result = train(fashion_mnist, tmp_path, "--gpus", "none", "--epochs", "1", "--verbose", trainer=trainer)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert TF_START_NOTICES[0] in output, output[-3000:]
 
 
 def test_an_invalid_cpu_quota_is_one_line_and_starts_nothing(fashion_mnist, tmp_path, client):
