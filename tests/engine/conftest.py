@@ -6,6 +6,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,12 @@ from tfdock_host import engine, image, run, settings
 
 ROOT = settings.ROOT
 SEED = os.environ.get("TFDOCK_FAULT_SEED", "7")
+
+# A suite started in the background of a script (`cmd &` without job control) inherits SIGINT ignored, and
+# so would every task it starts: Python then installs no Ctrl-C handler and the tests' SIGINT does nothing.
+# The tasks must see SIGINT as a terminal gives it (the fault suite loads this module too).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
