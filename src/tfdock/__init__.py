@@ -1,6 +1,9 @@
 """tfdock: train, evaluate and serve a small CNN on MNIST-style data inside the tfdock image."""
 
-import os
+import sys
 
-# Before any TensorFlow import: hide its C++ INFO lines (CPU feature notices), keep its warnings and errors.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+from tfdock import quiet_start
+
+# Before any TensorFlow import (every entry point imports this package first): no start-up notices unless
+# the command line says --verbose (while `python -m tfdock.x` finds its module, sys.argv holds its args).
+quiet_start.install(sys.argv[1:])

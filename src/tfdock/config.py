@@ -11,6 +11,7 @@ from typing import Any
 
 from tfdock.cli import ArgumentParser
 from tfdock.errors import ConfigError
+from tfdock.quiet_start import VERBOSE_FLAG
 
 DATASETS = ("mnist", "fashion-mnist")
 LR_SCHEDULES = ("restarts", "onecycle", "cosine", "constant")
@@ -294,6 +295,13 @@ def build_parser() -> ArgumentParser:
         "--flip-after", type=int, default=defaults.flip_after, metavar="EPOCHS", help="start mirroring after "
         "this many epochs: it slows the first epochs and regularises the later ones",
     )  # fmt: skip
+    messages = parser.add_argument_group("messages")
+    messages.add_argument(
+        VERBOSE_FLAG,
+        action="store_true",
+        help="TensorFlow's start-up notices and its INFO logs (hidden by default; read from the command line "
+        "before TensorFlow starts)",
+    )
     testing = parser.add_argument_group("testing")
     testing.add_argument(
         "--step-delay", type=float, default=defaults.step_delay, metavar="SECONDS", help="FOR TESTS ONLY: "
@@ -304,7 +312,9 @@ def build_parser() -> ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None) -> TrainConfig:
-    return TrainConfig(**vars(build_parser().parse_args(argv)))
+    options = vars(build_parser().parse_args(argv))
+    del options["verbose"]  # acted on when the package was imported (quiet_start), not part of the run
+    return TrainConfig(**options)
 
 
 def as_dict(config: TrainConfig) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from tfdock.config import TrainConfig, parse_args
 from tfdock.errors import ConfigError
 from tfdock.files import write_text_atomically
 from tfdock.optimizer import make_optimizer, replica_warmup_steps
+from tfdock.progress_line import ProgressLine, live_from_environment
 from tfdock.trainer import Trainer
 
 EVAL_BATCH_SIZE = 1000
@@ -60,6 +61,7 @@ def _load_arrays(config: TrainConfig) -> tuple[Arrays, Arrays, Arrays]:
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run and return its final metrics."""
     started = time.perf_counter()
+    console = ProgressLine(live_from_environment())
     resume_dir = runs.resolve_resume(config) if config.resume else None
     if resume_dir:
         saved = TrainConfig.from_json_file(resume_dir / "config.json")
@@ -142,6 +144,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
             write_text_atomically(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         return metrics
 
+    # The live line's loss sums the replicas: a collective under MultiWorkerMirrored, which the workers would
+    # not call alike on a timer.
+    multi_worker = isinstance(env.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    live_loss = None if multi_worker else lambda: trainer.peek_train_metrics()[0]
     with cli.stop_signals.deferred():
         for epoch in range(int(epochs_done.numpy()), config.epochs):
             epoch_started = time.perf_counter()
@@ -149,6 +155,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             step = epoch * steps_per_epoch
             end = step + steps_per_epoch
             batches = iter(trainer.distribute(batches_for_epoch(epoch)))
+            console.start_epoch(epoch + 1, config.epochs, steps_per_epoch, env.global_batch_size)
             while step < end:
                 steps = min(config.steps_per_call, end - step)
                 profiler.before_steps(step, steps)
@@ -157,6 +164,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 if config.step_delay:  # tests only: work that outlasts a chosen moment on any machine
                     time.sleep(config.step_delay * steps)
                 step += steps
+                console.update(steps_per_epoch - (end - step), live_loss)
                 cli.stop_signals.raise_if_pending()
             training_seconds = time.perf_counter() - epoch_started
             loss, accuracy = trainer.take_train_metrics()
@@ -182,10 +190,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
                         tf.summary.scalar(name, value)
                 writer.flush()
                 manager.save(checkpoint_number=epoch + 1)
-            print(
+            console.print(
                 f"epoch {epoch + 1}/{config.epochs} "
-                + " ".join(f"{name} {value:.4g}" for name, value in scalars.items()),
-                flush=True,
+                + " ".join(f"{name} {value:.4g}" for name, value in scalars.items())
             )
             cli.stop_signals.raise_if_pending()
         profiler.stop()

@@ -54,10 +54,14 @@ class Trainer:
         )
         # With one replica XLA compiles the whole step, apply included; with several, only the per-replica
         # maths: the all-reduce and apply stay outside it (XLA on CPUs cannot hold the apply's merge_call).
-        whole_step = env.jit_compile and env.replicas == 1 and not env.loss_scaled
-        self._gradients = tf.function(self._gradients_fn, jit_compile=env.jit_compile and not whole_step)
+        self.compiles_whole_step = env.jit_compile and env.replicas == 1 and not env.loss_scaled
+        self._gradients = tf.function(
+            self._gradients_fn, jit_compile=env.jit_compile and not self.compiles_whole_step
+        )
         self._replica_step = (
-            tf.function(self._replica_step_fn, jit_compile=True) if whole_step else self._replica_step_fn
+            tf.function(self._replica_step_fn, jit_compile=True)
+            if self.compiles_whole_step
+            else self._replica_step_fn
         )
         self._train_step = tf.function(self._step)
         self._train_steps = tf.function(self._train_steps_fn)
@@ -172,8 +176,14 @@ class Trainer:
 
     def take_train_metrics(self) -> tuple[float, float]:
         """(loss, accuracy) over the steps since the last call."""
-        loss_sum, correct, count = self._train_totals.read_value().numpy()
+        loss, accuracy = self.peek_train_metrics()
         self._train_totals.assign(tf.zeros(3))
+        return loss, accuracy
+
+    def peek_train_metrics(self) -> tuple[float, float]:
+        """(loss, accuracy) so far, left counting. Reading sums the replicas: under MultiWorkerMirrored
+        that is a collective, which every worker must call alike (never on a timer)."""
+        loss_sum, correct, count = self._train_totals.read_value().numpy()
         return float(loss_sum / count), float(correct / count)
 
     def evaluate(self, dataset: tf.data.Dataset, as_exported: bool = False) -> tuple[float, float]:

@@ -1,0 +1,91 @@
+"""TensorFlow's start-up notices, kept off the user's screen unless `--verbose` is given.
+
+Importing TensorFlow 2.21 prints, twice (libtensorflow_framework and the Python wrapper each carry a copy
+of absl's logging and each read TF_ENABLE_ONEDNN_OPTS once):
+
+    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+    I0000 00:00:... port.cc:153] oneDNN custom operations are on. You may see slightly different ...
+
+Both come from absl's C++ LOG(INFO) in tensorflow/core/util/port.cc while the shared objects load, before
+anything has called absl::InitializeLog(): absl then writes every message, whatever its severity, and
+neither TF_CPP_MIN_LOG_LEVEL (TensorFlow's own threshold) nor TF_CPP_MAX_VLOG_LEVEL (VLOG only, off by
+default) reaches it. The one environment switch that stops it, TF_ENABLE_ONEDNN_OPTS=0, also turns oneDNN's
+kernels off: other numbers, other speed. So the import runs with its stderr (file descriptor 2, where C++
+writes) held, and what it wrote comes back afterwards less exactly those two lines: a warning or an error
+from the import still shows, in its place. After the import nothing is held: TF_CPP_MIN_LOG_LEVEL=1 (the
+image's default) keeps TensorFlow's warnings and errors and hides its INFO lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.machinery
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from types import ModuleType
+from typing import Any
+
+VERBOSE_FLAG = "--verbose"
+START_NOTICES = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    # absl's time before it is initialised: "00:00:<seconds since the epoch>.<microseconds>"
+    r"|I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\. "
+)
+
+
+def without_start_notices(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if not START_NOTICES.match(line))
+
+
+@contextlib.contextmanager
+def _stderr_held() -> Iterator[None]:
+    """Holds what is written to file descriptor 2 meanwhile, then writes it back without START_NOTICES."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as held:
+        real_stderr = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(real_stderr, 2)
+            os.close(real_stderr)
+            held.seek(0)
+            sys.stderr.write(without_start_notices(held.read().decode(errors="replace")))
+            sys.stderr.flush()
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` as Python would and runs its import with stderr held (once, then steps aside)."""
+
+    def find_spec(self, name: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def quiet_exec_module(module: ModuleType) -> None:
+            with _stderr_held():
+                exec_module(module)
+
+        spec.loader.exec_module = quiet_exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def install(argv: Sequence[str]) -> None:
+    """Before TensorFlow is imported: hide its start-up notices, or with VERBOSE_FLAG in argv show them and
+    TensorFlow's INFO logs too."""
+    if "tensorflow" in sys.modules:
+        return
+    if VERBOSE_FLAG in argv:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
