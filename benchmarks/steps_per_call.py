@@ -11,69 +11,33 @@ Writes benchmarks/results/steps_per_call.json (runs in the image: it needs Tenso
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
 import sys
-import time
-from pathlib import Path
-from typing import Any
 
-from tfdock import data, pipeline, runtime
-from tfdock import model as cnn
-from tfdock.config import TrainConfig
-from tfdock.files import write_text_atomically
-from tfdock.optimizer import make_optimizer
-from tfdock.trainer import Trainer
+import train_step_bench as bench
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_RATIO = 1.0  # several steps per call must never be slower than one
 MEASURED_STEPS = 96  # a multiple of every N this is run with, so each round runs the same steps
 
 
-def images_per_second(trainer: Trainer, batches: Any, steps_per_call: int, batch_size: int) -> float:
-    """Runs MEASURED_STEPS steps (after one untimed call that traces) and returns images/s."""
-    iterator = iter(batches)
-    trainer.train_steps(iterator, steps_per_call)  # traces the loop: not the steady state
-    started = time.perf_counter()
-    for _ in range(MEASURED_STEPS // steps_per_call):
-        trainer.train_steps(iterator, steps_per_call)
-    trainer.take_train_metrics()  # waits for the last step: a call returns before its ops finish
-    return MEASURED_STEPS * batch_size / (time.perf_counter() - started)
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_dir = os.environ.get("TFDOCK_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
-    parser.add_argument("--data-dir", type=Path, default=Path(default_dir))
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--quick", action="store_const", dest="rounds", const=3, help="3 rounds")
+    parser = bench.parser(__doc__.splitlines()[0], rounds=5, quick_rounds=3)
     parser.add_argument("--steps-per-call", type=int, default=16)
     args = parser.parse_args()
 
-    config = TrainConfig(data_dir=str(args.data_dir))
-    env = runtime.setup(config)
-    splits = data.load(args.data_dir, "fashion-mnist")
-    epochs = pipeline.training_batches(splits.train_images, splits.train_labels, env.global_batch_size, 0)
-    steps_per_epoch = len(splits.train_images) // env.global_batch_size
-    with env.strategy.scope():
-        trainer = Trainer(cnn.build(config), make_optimizer(config, env, steps_per_epoch), env)
-
+    run = bench.setup(args.data_dir)
+    trainer = run.trainer()
     one: list[float] = []
     several: list[float] = []
     for round_ in range(args.rounds):
         for steps_per_call, figures in ((1, one), (args.steps_per_call, several)):
-            figures.append(
-                images_per_second(
-                    trainer, trainer.distribute(epochs(round_)), steps_per_call, env.global_batch_size
-                )
-            )
+            batches = trainer.distribute(run.epochs(round_))
+            batch = run.env.global_batch_size
+            figures.append(bench.images_per_second(trainer, batches, steps_per_call, MEASURED_STEPS, batch))
         print(f"round {round_}: 1 step/call {one[-1]:.0f} images/s, {args.steps_per_call} {several[-1]:.0f}")
 
     figure = {
         "group": "train step",
-        "metric": f"images/s of the train step, {args.steps_per_call} steps per call ({env.devices[0]})",
+        "metric": f"images/s of the train step, {args.steps_per_call} steps per call ({run.env.devices[0]})",
         "unit": "images/s",
         "ours": several,
         "reference": one,
@@ -82,11 +46,7 @@ def main() -> int:
         "note": "same weights either way; expected to gain more on a GPU, where a step is launch-bound "
         "(not measured here)",
     }
-    RESULTS.mkdir(exist_ok=True)
-    write_text_atomically(RESULTS / "steps_per_call.json", json.dumps([figure], indent=2) + "\n")
-    ratio = statistics.median(several) / statistics.median(one)
-    print(f"{args.steps_per_call} steps per call / 1: {ratio:.2f}x images/s (goal >= {GOAL_RATIO:g})")
-    return 0 if ratio >= GOAL_RATIO else 1
+    return bench.publish("steps_per_call", [figure])
 
 
 if __name__ == "__main__":
