@@ -45,8 +45,12 @@ def without_start_notices(text: str) -> str:
 def _stderr_held() -> Iterator[None]:
     """Holds what is written to file descriptor 2 meanwhile, then writes it back without START_NOTICES."""
     sys.stderr.flush()
-    with tempfile.TemporaryFile() as held:
+    try:
         real_stderr = os.dup(2)
+    except OSError:  # no stderr to hold (closed): nothing to show either
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
             yield
