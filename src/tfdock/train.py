@@ -203,7 +203,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         metrics = record("complete", test_loss=test_loss, test_accuracy=test_accuracy)
     print(
         f"test accuracy {test_accuracy:.4f} loss {test_loss:.4f} after {len(progress.history)} epochs, "
-        f"{progress.training_seconds:.1f} s of training — {run_dir}",
+        # The run's name, not its path: the path is the container's; the host's last line names the host's.
+        f"{progress.training_seconds:.1f} s of training — run {run_dir.name}",
         flush=True,
     )
     if not env.is_chief:

@@ -187,6 +187,8 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str] | None]] = [
     ("image", "host", ["benchmarks/image_sizes.py"], []),
     ("input_pipeline", "container", ["benchmarks/input_pipeline.py"], ["--quick"]),
     ("steps_per_call", "container", ["benchmarks/steps_per_call.py"], ["--quick"]),
+    ("whole_step_xla", "container", ["benchmarks/whole_step_xla.py"], ["--quick"]),
+    ("loop_vs_fit", "container", ["benchmarks/loop_vs_fit.py"], ["--quick"]),
     ("gpu_training", "host", ["benchmarks/gpu_training.py"], ["--quick"]),
 ]
 # Run only when `invoke bench --gpus` asks for GPUs, which they are given as `--gpus VALUE`.
