@@ -10,10 +10,11 @@ Both come from absl's C++ LOG(INFO) in tensorflow/core/util/port.cc while the sh
 anything has called absl::InitializeLog(): absl then writes every message, whatever its severity, and
 neither TF_CPP_MIN_LOG_LEVEL (TensorFlow's own threshold) nor TF_CPP_MAX_VLOG_LEVEL (VLOG only, off by
 default) reaches it. The one environment switch that stops it, TF_ENABLE_ONEDNN_OPTS=0, also turns oneDNN's
-kernels off: other numbers, other speed. So the import runs with its stderr (file descriptor 2, where C++
-writes) held, and what it wrote comes back afterwards less exactly those two lines: a warning or an error
-from the import still shows, in its place. After the import nothing is held: TF_CPP_MIN_LOG_LEVEL=1 (the
-image's default) keeps TensorFlow's warnings and errors and hides its INFO lines.
+kernels off: other numbers, other speed. So the import writes its stderr (file descriptor 2, where C++
+writes) through a filter process that passes every line on, live, except exactly those two: a warning or
+an error from the import still shows, in its place, and so does a fatal one that aborts the process (TF's
+"compiled to use AVX" check does), since the filter outlives it. After the import nothing is filtered:
+TF_CPP_MIN_LOG_LEVEL=1 (the image's default) keeps TensorFlow's warnings and errors, hides its INFO lines.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import importlib.abc
 import importlib.machinery
 import os
 import re
+import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
@@ -37,30 +38,43 @@ START_NOTICES = re.compile(
 )
 
 
-def without_start_notices(text: str) -> str:
-    return "".join(line for line in text.splitlines(keepends=True) if not START_NOTICES.match(line))
+# The filter, in a process of its own (-I -S: nothing of the user's site and no site-packages, a fast start).
+# Raw fd reads and writes: each line goes out as soon as it is complete.
+_FILTER = f"""
+import os, re
+notice = re.compile({START_NOTICES.pattern!r}.encode())
+pending = b""
+while chunk := os.read(0, 65536):
+    *lines, pending = (pending + chunk).split(b"\\n")
+    os.write(1, b"".join(line + b"\\n" for line in lines if not notice.match(line)))
+if pending and not notice.match(pending):
+    os.write(1, pending)
+"""
 
 
 @contextlib.contextmanager
 def _stderr_held() -> Iterator[None]:
-    """Holds what is written to file descriptor 2 meanwhile, then writes it back without START_NOTICES."""
+    """Meanwhile, what is written to file descriptor 2 goes through the filter, START_NOTICES left out."""
     sys.stderr.flush()
     try:
         real_stderr = os.dup(2)
-    except OSError:  # no stderr to hold (closed): nothing to show either
+    except OSError:  # no stderr to filter (closed): nothing to show either
         yield
         return
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(real_stderr, 2)
-            os.close(real_stderr)
-            held.seek(0)
-            sys.stderr.write(without_start_notices(held.read().decode(errors="replace")))
-            sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    filtering = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", _FILTER], stdin=read_end, stdout=real_stderr, close_fds=True
+    )
+    os.close(read_end)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real_stderr, 2)  # the pipe's last writer gone: the filter writes what is left and ends
+        os.close(real_stderr)
+        filtering.wait()
 
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):

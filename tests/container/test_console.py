@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,27 @@ def test_a_notice_is_dropped_and_everything_else_written_meanwhile_stays(
         "E0000 00:00:1796171543.3       8 cuda_dnn.cc:8310] Unable to register cuDNN factory",
         "a Python warning",
     ]
+
+
+def test_a_fatal_error_that_aborts_the_import_still_shows(tmp_path: Path) -> None:
+    """A stand-in for TensorFlow (not TensorFlow) that aborts while it loads, as TF's AVX check does on a CPU
+    without AVX: its last words reach the user, its start-up notice does not."""
+    (tmp_path / "tensorflow").mkdir()
+    (tmp_path / "tensorflow" / "__init__.py").write_text(
+        "import os\n"
+        f"os.write(2, b'{ABSL_NOTICE}\\n')\n"
+        "os.write(2, b'F0000 cpu_feature_guard.cc:108] The TensorFlow library was compiled to use AVX')\n"
+        "os.abort()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "tfdock.train", "--help"],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{SRC}"},
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == -signal.SIGABRT, result
+    assert result.stderr == b"F0000 cpu_feature_guard.cc:108] The TensorFlow library was compiled to use AVX"
 
 
 def test_an_unknown_progress_mode_is_one_line(
