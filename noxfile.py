@@ -29,6 +29,7 @@ SUITE_DIRS = {
     "host": "host",
     "tests": "container",
     "engine": "engine",
+    "arm64": "engine",
     "faults": "faults",
     "template": "template",
 }
@@ -84,9 +85,9 @@ def engine(session: nox.Session) -> None:
     on_the_host(session, "engine", defaults=("-q", "--durations=10", "-m", "not arm64"))
 
 
-@nox.session(default=False)
+@nox.session
 def arm64(session: nox.Session) -> None:
-    """The engine suite's linux/arm64 tests under emulation (`bash .ci/run -s arm64`: a CI job of its own)."""
+    """The engine suite's linux/arm64 tests under emulation (qemu: `bash .ci/provision-arm64` sets it up)."""
     on_the_host(session, "engine", defaults=("-m", "arm64", "-q", "-s"))
 
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# As `nox -s engine` runs them: the emulated arm64 tests are a job of their own (`nox -s arm64`).
+# As `nox -s engine` runs them: the emulated arm64 tests are a session of their own (`nox -s arm64`).
 DEFAULT_SELECTION = [
     "tests/engine",
     "tests/faults",

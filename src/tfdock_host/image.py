@@ -26,6 +26,8 @@ from tfdock_host.run import IMAGE_USER_IDS_WHEN_ROOT
 from tfdock_host.settings import ROOT, VARIANTS, Settings
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
+# Installs each lock in the build (docker/Dockerfile runs it): part of the content hash.
+INSTALL_SCRIPT = ROOT / "docker" / "install-lock.sh"
 HASH_LABEL = "io.tfdock.content-hash"
 ARCH_LABEL = "io.tfdock.architecture"
 TARGETS = ("runtime", "dev")
@@ -39,9 +41,10 @@ def lock_files(variant: str, arch: str = "amd64") -> list[Path]:
 
 
 def content_hash(variant: str, arch: str = "amd64") -> str:
-    """sha256 over what decides the image's layers below the source: Dockerfile, .dockerignore, lock files."""
+    """sha256 over what decides the image's layers below the source: Dockerfile, its install script,
+    .dockerignore, lock files."""
     digest = hashlib.sha256()
-    for path in [DOCKERFILE, ROOT / ".dockerignore", *lock_files(variant, arch)]:
+    for path in [DOCKERFILE, INSTALL_SCRIPT, ROOT / ".dockerignore", *lock_files(variant, arch)]:
         digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -142,6 +145,7 @@ def build_args(settings: Settings, request: BuildRequest) -> list[str]:
     args += ["--platform", f"linux/{request.arch}"]
     for name, value in [
         ("BASE_IMAGE", request.base_image),
+        ("INSTALLER_IMAGE", settings.installer_image or request.base_image),
         ("VARIANT", request.variant),
         ("UID", str(uid)),
         ("GID", str(gid)),

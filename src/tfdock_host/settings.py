@@ -34,6 +34,10 @@ class Settings:
     image: str = "tfdock"
     variant: str = "cpu"
     base_image: str = ""
+    # The image pip runs in, on the build machine's own platform: "" = base_image (multi-arch, as the real
+    # python image is); a single-architecture base for another platform (CI's arm64 twin) needs the build
+    # machine's own here.
+    installer_image: str = ""
     ca_bundle: str = ""
     docker_cli: str = ""
     dataset: str = ""

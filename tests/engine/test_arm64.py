@@ -4,9 +4,10 @@ arm64 dev image. An arm64 image is never run by accident where the engine is amd
 
 Needs the qemu-aarch64 handler and an arm64 base image: `bash .ci/provision-arm64` makes both here and prints
 the base, which TFDOCK_ARM64_BASE_IMAGE names (default: the project's base image, when it is multi-arch and
-a registry answers). Skipped without them, but failing under CI=true. Emulation is slow (a 512-image epoch,
-and container tests that train nothing, still take most of an hour with the builds), so `nox -s engine`
-leaves these out and `nox -s arm64` (CI: `bash .ci/run -s arm64`, a job of its own) runs only them.
+a registry answers). The builds' pip runs natively in the installer stage, in the project's base (or
+installer_image), never under emulation. Skipped without them, but failing under CI=true. Emulation is
+still slow for TensorFlow itself (each import takes minutes): hence one 512-image epoch and container tests
+that train nothing. `nox -s arm64`, one of the default sessions, runs only these; `nox -s engine` the rest.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def arm64_env(project_settings) -> dict[str, str]:
     return {
         "INVOKE_TFDOCK_PLATFORM": PLATFORM,
         "INVOKE_TFDOCK_BASE_IMAGE": os.environ.get("TFDOCK_ARM64_BASE_IMAGE", project_settings.base_image),
+        # The engine's own platform: pip's stage runs natively (the project's base, multi-arch or not).
+        "INVOKE_TFDOCK_INSTALLER_IMAGE": project_settings.installer_image or project_settings.base_image,
     }
 
 

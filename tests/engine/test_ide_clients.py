@@ -82,6 +82,7 @@ def test_compose_config_keeps_the_house_rules(base_image_env):
     assert services["dev"]["command"] == ["sleep", "infinity"]
     assert services["dev"]["image"] == "tfdock:latest-cpu-dev"
     assert services["dev"]["build"]["args"]["BASE_IMAGE"] == base_image_env["TFDOCK_BASE_IMAGE"]
+    assert services["dev"]["build"]["args"]["INSTALLER_IMAGE"] == base_image_env["TFDOCK_BASE_IMAGE"]
     assert f"{ROOT}:/workspace:rw" in services["dev"]["volumes"]
     assert services["notebook"]["ports"] == ["127.0.0.1:8888:8888/tcp"]
     assert services["tensorboard"]["ports"] == ["127.0.0.1:6006:6006/tcp"]

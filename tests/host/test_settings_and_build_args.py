@@ -45,6 +45,21 @@ def test_build_passes_base_variant_and_labels_without_touching_layers():
     assert labels["org.opencontainers.image.revision"] == head
 
 
+def test_pip_runs_in_the_base_image_unless_an_installer_image_is_set():
+    """The multi-arch base serves the build machine's platform too; a single-architecture base of another
+    platform (CI's arm64 twin) needs the build machine's own image for the installer stage."""
+    request = image.BuildRequest(variant="cpu", target="dev", base_image="base:1-arm64", arch="arm64")
+    by_default = image.build_args(settings.Settings(), request)
+    assert "INSTALLER_IMAGE=base:1-arm64" in _values(by_default, "--build-arg")
+    named = image.build_args(settings.Settings(installer_image="base:1"), request)
+    assert "INSTALLER_IMAGE=base:1" in _values(named, "--build-arg")
+    dockerfile = image.DOCKERFILE.read_text()
+    assert (
+        "FROM --platform=$BUILDPLATFORM ${INSTALLER_IMAGE:-python:3.11-slim-bookworm} AS installer"
+        in dockerfile
+    )
+
+
 def test_outside_a_git_checkout_the_revision_is_unknown(monkeypatch):
     def no_git(*args, **kwargs):
         raise FileNotFoundError("git")
@@ -83,9 +98,10 @@ def test_ca_bundle_resolution_order_and_a_missing_file(monkeypatch, tmp_path):
 
 
 def test_content_hash_covers_lock_files_and_dockerfile_not_source(monkeypatch, tmp_path):
-    """On a copy of the project's inputs: each of Dockerfile, .dockerignore and a lock file changes the hash
-    (so the image is rebuilt), a source file does not (it is bind-mounted)."""
-    inputs = [image.DOCKERFILE, settings.ROOT / ".dockerignore", *image.lock_files("cpu")]
+    """On a copy of the project's inputs: each of Dockerfile, its install script, .dockerignore and a lock
+    file changes the hash (so the image is rebuilt), a source file does not (it is bind-mounted)."""
+    inputs = [image.DOCKERFILE, image.INSTALL_SCRIPT, settings.ROOT / ".dockerignore"]
+    inputs += image.lock_files("cpu")
     inputs += [*image.lock_files("gpu"), settings.ROOT / "src" / "tfdock" / "train.py"]
     for path in inputs:
         copy = tmp_path / path.relative_to(settings.ROOT)
@@ -93,6 +109,7 @@ def test_content_hash_covers_lock_files_and_dockerfile_not_source(monkeypatch, t
         copy.write_bytes(path.read_bytes())
     monkeypatch.setattr(image, "ROOT", tmp_path)
     monkeypatch.setattr(image, "DOCKERFILE", tmp_path / "docker" / "Dockerfile")
+    monkeypatch.setattr(image, "INSTALL_SCRIPT", tmp_path / "docker" / "install-lock.sh")
     original = image.content_hash("cpu")
     assert original != image.content_hash("gpu")
 
@@ -106,7 +123,12 @@ def test_content_hash_covers_lock_files_and_dockerfile_not_source(monkeypatch, t
             path.write_bytes(kept)
 
     assert edited("src/tfdock/train.py") == original
-    for rebuilt_by in ("docker/Dockerfile", ".dockerignore", "requirements/runtime-cpu.txt"):
+    for rebuilt_by in (
+        "docker/Dockerfile",
+        "docker/install-lock.sh",
+        ".dockerignore",
+        "requirements/runtime-cpu.txt",
+    ):
         assert edited(rebuilt_by) != original, rebuilt_by
     assert edited("requirements/dev.txt") != original
     assert image.content_hash("cpu") == original

@@ -1,0 +1,66 @@
+#!/bin/sh
+# Installs one lock's wheels for the image's architecture (BuildKit's TARGETARCH) into TREE, laid out like
+# the venv (TREE/bin, TREE/share, TREE/lib/python3.11/site-packages), to be copied onto /opt/venv.
+#
+#   install-lock.sh STEM TREE [INSTALLED_STEM]
+#
+# It runs on the build machine's own architecture: pip only unpacks wheels (`--platform`, `--only-binary`),
+# so an arm64 image built on amd64 installs natively instead of under emulation. Requirements that
+# INSTALLED_STEM's lock already pins (the runtime's, for the dev tree) are left out: that tree has them.
+# Then it prunes what no task, test, notebook, TensorBoard or the profiler uses (docs/images.md).
+set -eu
+started=$(date +%s)
+stem=$1 tree=$2 installed=${3:-}
+case "$TARGETARCH" in
+  amd64) machine=x86_64 suffix="" ;;
+  arm64) machine=aarch64 suffix=.aarch64 ;;
+  *) machine=$TARGETARCH suffix=.$TARGETARCH ;;
+esac
+lock() { echo "/tmp/requirements/$1$suffix.txt"; }
+[ -f "$(lock "$stem")" ] || { echo "no $stem$suffix.txt for $machine: variant ${VARIANT:-?} has no lock here" >&2; exit 1; }
+
+# The lock's requirements without those of INSTALLED_STEM (same pins: the locks are constrained alike), and
+# without libclang: tensorflow declares it, nothing imports it (it serves TF's own source generators).
+python3 - "$(lock "$stem")" "${installed:+$(lock "$installed")}" >/tmp/requirements.txt <<'PY'
+import re, sys
+def blocks(path):
+    """name==version -> the requirement's lines (hashes included)."""
+    found, name = {}, None
+    for line in open(path):
+        if re.match(r"[A-Za-z0-9]", line):
+            name = line.split(" ")[0].strip()
+            found[name] = []
+        if name and not line.lstrip().startswith("#"):
+            found[name].append(line)
+    return found
+skip = set(blocks(sys.argv[2])) if sys.argv[2] else set()
+for name, lines in blocks(sys.argv[1]).items():
+    if name not in skip and not name.startswith("libclang=="):
+        sys.stdout.write("".join(lines))
+PY
+
+# Every manylinux tag a wheel for bookworm (glibc 2.36) may carry: pip does not widen a given --platform.
+platforms=""
+for glibc in $(seq 17 36); do platforms="$platforms --platform manylinux_2_${glibc}_$machine"; done
+site=$tree/lib/python3.11/site-packages
+# shellcheck disable=SC2086  # one word per --platform
+pip install --quiet --require-hashes --no-deps --only-binary=:all: --python-version 3.11 \
+  --implementation cp --abi cp311 $platforms --platform "manylinux2014_$machine" \
+  --target "$site" -r /tmp/requirements.txt
+echo "install-lock.sh: $stem for $machine installed in $(( $(date +%s) - started )) s"
+# --target puts the wheels' scripts and data (bin/, share/jupyter, etc/jupyter) beside the packages: move
+# them where the venv has them. The scripts' shebang is this venv's /opt/venv/bin/python, as in the image.
+for data in bin share etc include; do
+  if [ -d "$site/$data" ]; then mv "$site/$data" "$tree/$data"; fi
+done
+
+# Lean: C++ headers for building custom ops, packages' own test suites (tf.test and keras's kept), Windows
+# and macOS binaries (debugpy's attach helpers and their .pdb files, setuptools' launchers), and the
+# symbol tables of TensorFlow's own libraries (dynamic symbols stay: linking and dlopen do not change).
+# Only TensorFlow's: strip corrupts libraries that auditwheel patched (numpy's *.libs: "ELF load command
+# address/offset not page-aligned"), and TensorFlow's are most of the bytes (libtensorflow_cc: 205 MB).
+rm -rf "$site/tensorflow/include"
+find "$site" -depth -type d -name tests ! -path '*/tensorflow/*' ! -path '*/keras/*' -exec rm -rf {} +
+find "$site" -type f \( -name '*.dll' -o -name '*.exe' -o -name '*.pdb' -o -name '*.dylib' \) -delete
+[ ! -d "$site/tensorflow" ] || find "$site/tensorflow" -type f \( -name '*.so' -o -name '*.so.*' \) -exec "$machine-linux-gnu-strip" --strip-unneeded {} +
+echo "install-lock.sh: $stem for $machine installed and pruned in $(( $(date +%s) - started )) s"
