@@ -37,12 +37,13 @@ KEPLER_ADVICE = (
     "none current: the last TensorFlow with Kepler (3.5, 3.7) kernels was 2.14 (CUDA 11.8, sm_35 code; "
     "Kepler's last driver R470 runs it); use a newer GPU or --gpus none"
 )
-# Which base a Blackwell GPU (10.0 B200, 12.0 RTX 50xx) needs. One place, so docs and doctor agree.
+# What a Blackwell GPU (10.0 B200, 12.0 RTX 50xx) can do: no installable TensorFlow has kernels for it
+# (benchmarks/gpu_arches.py read the fat binaries of 2.21 and tf-nightly 2.23.0.dev20261026: SASS sm_60 to
+# sm_90, PTX compute_90; docs/images.md). One place, so docs and doctor agree.
 BLACKWELL_ADVICE = (
-    "needs another base: a TensorFlow built for sm_100/sm_120 with CUDA >= 12.8, which no TensorFlow wheel "
-    "on PyPI is (2.21 included): as --base-image NVIDIA's NGC TensorFlow image on CUDA >= 12.8 "
-    "(nvcr.io/nvidia/tensorflow, from 25.01), or TensorFlow built from source with "
-    "HERMETIC_CUDA_COMPUTE_CAPABILITIES=sm_100,sm_120 (docs/engines.md); or --gpus none"
+    "no installable TensorFlow has sm_100/sm_120 kernels (2.21 and tf-nightly 2.23 carry sm_60-sm_90 and "
+    "compute_90 PTX only; NGC's TensorFlow images are Python 3.12, no --base-image here): use --gpus none "
+    "or a GPU of compute capability 9.0 or lower (docs/images.md)"
 )
 # What NVML answers in a container whose device access is gone: after `systemctl daemon-reload` on a host
 # whose engine uses the systemd cgroup driver, running GPU containers lose their devices (NVIDIA's notice,
@@ -265,7 +266,7 @@ def kernel_support(capability: Capability, targets: Sequence[str]) -> Support:
         return Support(
             "warn",
             f"{shown}: no machine code for it, the driver compiles compute_{source} PTX on first use "
-            "(minutes of JIT at the start of every run: ~/.nv lives in the container's tmpfs HOME)",
+            "(minutes of JIT on the first run; later runs reuse the CUDA cache under ~/.cache/tfdock)",
             "expect a slow start; a GPU with native kernels avoids it",
         )
     oldest = min(code | exact | ptx) if code | exact | ptx else None

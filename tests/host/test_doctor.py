@@ -251,7 +251,7 @@ def test_before_the_gpu_image_is_built_its_locks_tensorflow_judges_nvidia_smis_g
 def test_the_fixes_say_what_each_problem_needs():
     blackwell = _tensorflow_probe([_gpu("NVIDIA B200", [10, 0], conv="CUDA_ERROR_INVALID_PTX")], "admin-only")
     check = doctor.tensorflow_check("tfdock:latest-gpu", blackwell)
-    assert "needs another base" in check.fix and "NVreg_RestrictProfilingToAdminUsers=0" in check.fix
+    assert "--gpus none" in check.fix and "NVreg_RestrictProfilingToAdminUsers=0" in check.fix
 
 
 @pytest.mark.parametrize(
