@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import Any
 
 VERBOSE_FLAG = "--verbose"
+DEBUGGERS = {"debugpy", "pydevd"}
 START_NOTICES = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
     # absl's time before it is initialised: "00:00:<seconds since the epoch>.<microseconds>"
@@ -102,7 +103,9 @@ def install(argv: Sequence[str]) -> None:
     TensorFlow's INFO logs too."""
     if "tensorflow" in sys.modules:
         return
-    if VERBOSE_FLAG in argv:
+    # Under a debugger (debugpy for `--debug`, pydevd for PyCharm) the filter process would become a debuggee
+    # of its own that the IDE never configures, and the import would wait for it: show the notices instead.
+    if VERBOSE_FLAG in argv or DEBUGGERS & sys.modules.keys():
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
