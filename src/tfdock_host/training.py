@@ -93,9 +93,10 @@ def run_and_record(
         exit_code = train_workers(spec, workers) if workers > 1 else execute(spec)
         succeeded = exit_code == 0
     finally:
+        new_run_dir = receipt.find_run_dir(outputs, run_name, before)
         if record:
-            write_receipt(outputs, run_name, before, facts, succeeded)
-    run_dir = receipt.find_run_dir(outputs, run_name, before) or last_written_run_dir(outputs)
+            write_receipt(outputs, new_run_dir, facts, succeeded)
+    run_dir = new_run_dir or last_written_run_dir(outputs)
     if succeeded and run_dir is not None:
         print(f"{RUN_DIR_LINE} {run_dir}", flush=True)
     return exit_code
@@ -162,12 +163,9 @@ def code_or_none(root: Path) -> receipt.CodeState:
         return receipt.CodeState(commit="", branch="", patch=b"")
 
 
-def write_receipt(
-    outputs: Path, run_name: str, before: set[Path], facts: receipt.RunFacts, succeeded: bool
-) -> None:
-    """Into the run's dir, also of a failed run that made one; a failed run without one (a bad input) says
-    nothing more, so its error stays the last line."""
-    run_dir = receipt.find_run_dir(outputs, run_name, before)
+def write_receipt(outputs: Path, run_dir: Path | None, facts: receipt.RunFacts, succeeded: bool) -> None:
+    """Into the run's new dir, also of a failed run that made one; a failed run without one (a bad input)
+    says nothing more, so its error stays the last line."""
     if run_dir is None:
         if succeeded:
             console.info(f"no receipt: tfdock found no new run dir under {outputs}")
