@@ -1,7 +1,8 @@
 """Time to 90% test accuracy on Fashion-MNIST: tfdock's default recipe vs the keras-io mnist_convnet recipe.
 
 Both train in this one process with the same custom loop (tfdock.trainer.Trainer) on the same machine; test
-accuracy is measured several times per epoch, and evaluation time is excluded from training seconds.
+accuracy is measured several times per epoch, and evaluation time is excluded from training seconds. Goals
+(issue 16): ours reaches 90% in at most a tenth of keras-io's training seconds, and ends no less accurate.
 
 Usage: python benchmarks/time_to_accuracy.py [--data-dir DIR] [--quick] [--results-dir benchmarks/results]
 """
@@ -31,7 +32,7 @@ from tfdock.trainer import Trainer
 
 TARGET_ACCURACY = 0.90
 # Held to by this script's exit code and by `invoke bench`'s report (read from the results it writes).
-GOALS = {"seconds_to_target_ratio": 0.25, "final_accuracy_ratio": 1.0}
+GOALS = {"seconds_to_target_ratio": 0.10, "final_accuracy_ratio": 1.0}
 EVALS_PER_EPOCH = 4
 
 
