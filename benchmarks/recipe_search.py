@@ -1,0 +1,110 @@
+"""One candidate recipe, trained as `python -m tfdock.train` trains it, scored on the test set as it goes.
+
+The measurements behind docs/recipe.md: the trainer's own pipeline, model, optimizer and steps, on the real
+files, with test accuracy of the model alone four times per epoch in the first two epochs (for time to 90%)
+and after every epoch, and of the model as exported (with its mirror mean) after every epoch. Accuracy per
+epoch does not depend on the machine or its load (the run is deterministic); images/s does, so compare speed
+within one quiet run.
+
+    invoke shell -- python benchmarks/recipe_search.py --name NAME [--results FILE] -- [tfdock.train options]
+
+Prints one JSON line, prefixed "RESULT ", and appends it to --results (default: benchmarks/results/
+recipes.jsonl). The data dir is $TFDOCK_FASHION_MNIST_DIR, else /data (the dev shell's mount).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from tfdock import model as cnn
+from tfdock import pipeline, runtime
+from tfdock.config import parse_args
+from tfdock.optimizer import make_optimizer
+from tfdock.train import EVAL_BATCH_SIZE, _load_arrays
+from tfdock.trainer import Trainer
+
+TARGET = 0.90
+EARLY_EVALS_PER_EPOCH = 4
+EARLY_EPOCHS = 2
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results" / "recipes.jsonl")
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    data_dir = os.environ.get("TFDOCK_FASHION_MNIST_DIR", "/data")
+    config = parse_args(["--data-dir", data_dir, *argv[split + 1 :]])
+
+    env = runtime.setup(config)
+    (train_images, train_labels), _, (test_images, test_labels) = _load_arrays(config)
+    batches_for_epoch = pipeline.training_batches(
+        train_images, train_labels, env.global_batch_size, config.seed, config.flip_from_epoch
+    )
+    test = pipeline.evaluation_batches(test_images, test_labels, EVAL_BATCH_SIZE)
+    steps_per_epoch = len(train_images) // env.global_batch_size
+    with env.strategy.scope():
+        model = cnn.build(config)
+        optimizer = make_optimizer(config, env, steps_per_epoch)
+        inference_model = cnn.for_inference(model, config)
+    trainer = Trainer(model, optimizer, env, config.label_smoothing, inference_model)
+
+    early_every = steps_per_epoch // EARLY_EVALS_PER_EPOCH
+    curve, per_epoch = [], []
+    seconds, step = 0.0, 0
+    for epoch in range(config.epochs):
+        batches = iter(trainer.distribute(batches_for_epoch(epoch)))
+        end = step + steps_per_epoch
+        while step < end:
+            # Stop at each early evaluation point, else run the epoch in calls of steps_per_call.
+            stop = end
+            if epoch < EARLY_EPOCHS:
+                stop = min(end, (step // early_every + 1) * early_every)
+            started = time.perf_counter()
+            while step < stop:
+                count = min(config.steps_per_call, stop - step)
+                trainer.train_steps(batches, count)
+                step += count
+            trainer.take_train_metrics()  # waits for the steps: the clock stops after them
+            seconds += time.perf_counter() - started
+            if epoch < EARLY_EPOCHS or step == end:
+                accuracy = trainer.evaluate(test)[1]
+                curve.append({"seconds": seconds, "epoch": step / steps_per_epoch, "accuracy": accuracy})
+        exported = trainer.evaluate(test, as_exported=True)[1]
+        accuracy = curve[-1]["accuracy"]
+        print(
+            f"{args.name}: epoch {epoch + 1}/{config.epochs} {seconds:6.1f} s  test {accuracy:.4f}  "
+            f"exported {exported:.4f}",
+            flush=True,
+        )
+        per_epoch.append({"epoch": epoch + 1, "accuracy": accuracy, "exported": exported})
+    reached = next((point for point in curve if point["accuracy"] >= TARGET), None)
+    result = {
+        "name": args.name,
+        "options": argv[split + 1 :],
+        "final_exported_accuracy": per_epoch[-1]["exported"],
+        "training_seconds": seconds,
+        "images_per_second": step * env.global_batch_size / seconds,
+        "epoch_at_90": reached["epoch"] if reached else None,
+        "seconds_to_90": reached["seconds"] if reached else None,
+        "parameters": model.count_params(),
+        "per_epoch": per_epoch,
+        "curve": curve,
+        "load_average": os.getloadavg(),
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    with args.results.open("a") as results:
+        results.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
