@@ -25,7 +25,7 @@ from tfdock import model as cnn
 from tfdock import pipeline, runtime
 from tfdock.config import parse_args
 from tfdock.optimizer import make_optimizer
-from tfdock.train import EVAL_BATCH_SIZE, _load_arrays
+from tfdock.train import EVAL_BATCH_SIZE, load_arrays
 from tfdock.trainer import Trainer
 
 TARGET = 0.90
@@ -44,7 +44,7 @@ def main() -> int:
     config = parse_args(["--data-dir", data_dir, *argv[split + 1 :]])
 
     env = runtime.setup(config)
-    (train_images, train_labels), _, (test_images, test_labels) = _load_arrays(config)
+    (train_images, train_labels), _, (test_images, test_labels) = load_arrays(config)
     batches_for_epoch = pipeline.training_batches(
         train_images, train_labels, env.global_batch_size, config.seed, config.flip_from_epoch
     )

@@ -39,7 +39,7 @@ EVAL_BATCH_SIZE = 1000
 Arrays = tuple[np.ndarray, np.ndarray]  # (uint8 images N x 28 x 28, uint8 labels N)
 
 
-def _load_arrays(config: TrainConfig) -> tuple[Arrays, Arrays, Arrays]:
+def load_arrays(config: TrainConfig) -> tuple[Arrays, Arrays, Arrays]:
     """(train, validation, test) arrays, limited as asked; validation is carved out of the training set."""
     data_dir = Path(config.data_dir)
     if config.download:
@@ -76,7 +76,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             resume=str(resume_dir),
         )
     env = runtime.setup(config)
-    (train_images, train_labels), validation, test = _load_arrays(config)
+    (train_images, train_labels), validation, test = load_arrays(config)
     run_dir = resume_dir if resume_dir and env.is_chief else runs.prepare(config, env.is_chief)
 
     batches_for_epoch = pipeline.training_batches(
