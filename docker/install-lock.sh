@@ -56,11 +56,48 @@ done
 
 # Lean: C++ headers for building custom ops, packages' own test suites (tf.test and keras's kept), Windows
 # and macOS binaries (debugpy's attach helpers and their .pdb files, setuptools' launchers), and the
-# symbol tables of TensorFlow's own libraries (dynamic symbols stay: linking and dlopen do not change).
-# Only TensorFlow's: strip corrupts libraries that auditwheel patched (numpy's *.libs: "ELF load command
-# address/offset not page-aligned"), and TensorFlow's are most of the bytes (libtensorflow_cc: 205 MB).
+# .pyc of modules that a compiled extension beside them shadows (mypy's: the import system takes the .so).
 rm -rf "$site/tensorflow/include"
 find "$site" -depth -type d -name tests ! -path '*/tensorflow/*' ! -path '*/keras/*' -exec rm -rf {} +
 find "$site" -type f \( -name '*.dll' -o -name '*.exe' -o -name '*.pdb' -o -name '*.dylib' \) -delete
-[ ! -d "$site/tensorflow" ] || find "$site/tensorflow" -type f \( -name '*.so' -o -name '*.so.*' \) -exec "$machine-linux-gnu-strip" --strip-unneeded {} +
+python3 - "$site" <<'PY'
+import glob, os, sys
+for pyc in glob.glob(f"{sys.argv[1]}/**/__pycache__/*.cpython-311.pyc", recursive=True):
+    module = os.path.join(os.path.dirname(os.path.dirname(pyc)), os.path.basename(pyc).split(".")[0])
+    if glob.glob(glob.escape(module) + ".cpython-311-*.so") or os.path.exists(module + ".abi3.so"):
+        os.remove(pyc)
+PY
+# The dev tree's own leftovers: the test suites of mypy, mypyc and tornado (named test/, not tests/),
+# pydevd's Cython C sources (nothing compiles here: it runs its prebuilt .so) and its Windows-only
+# winappdbg, JupyterLab's Playwright UI-test extension (galata), and JupyterLab's second copy of its app
+# (the server serves share/jupyter/lab; the package's copy, for --core-mode, becomes a link to it).
+if [ -n "$installed" ]; then
+  rm -rf "$site/mypy/test" "$site/mypyc/test" "$site/tornado/test" "$site/jupyterlab/galata" \
+    "$site/debugpy/_vendored/pydevd/pydevd_attach_to_process/winappdbg"
+  find "$site/debugpy" -type f -name '*.c' -delete
+  for app in static schemas; do
+    if diff -rq "$site/jupyterlab/$app" "$tree/share/jupyter/lab/$app" >/dev/null; then
+      rm -rf "$site/jupyterlab/$app" && ln -s "../../../../share/jupyter/lab/$app" "$site/jupyterlab/$app"
+    fi
+  done
+fi
+
+# Symbol tables (.symtab, .strtab, and debug sections where a wheel kept them): dynamic symbols stay, so
+# linking and dlopen do not change. Not of a wheel that auditwheel repaired (it grafted a *.libs directory
+# and rewrote the wheel's ELF files with patchelf): strip corrupts those (numpy's OpenBLAS then fails to
+# load: "ELF load command address/offset not page-aligned"). The runtime strips TensorFlow's (most of its
+# symbol bytes: libtensorflow_cc 205 MB) and the dev tree all of its own.
+python3 - "$site" "${installed:+all}" <<'PY' | xargs -0 -r "$machine-linux-gnu-strip" --strip-unneeded
+import glob, os, sys
+site, everything = sys.argv[1], sys.argv[2] == "all"
+for record in glob.glob(f"{site}/*.dist-info/RECORD"):
+    files = [line.split(",")[0] for line in open(record)]
+    if any(f.split("/")[0].endswith(".libs") for f in files):
+        continue
+    for path in (os.path.join(site, f) for f in files if everything or f.startswith("tensorflow/")):
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, "rb") as file:
+                if file.read(4) == b"\x7fELF":
+                    sys.stdout.write(path + "\0")
+PY
 echo "install-lock.sh: $stem for $machine installed and pruned in $(( $(date +%s) - started )) s"
