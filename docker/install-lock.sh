@@ -20,7 +20,8 @@ lock() { echo "/tmp/requirements/$1$suffix.txt"; }
 [ -f "$(lock "$stem")" ] || { echo "no $stem$suffix.txt for $machine: variant ${VARIANT:-?} has no lock here" >&2; exit 1; }
 
 # The lock's requirements without those of INSTALLED_STEM (same pins: the locks are constrained alike), and
-# without libclang: tensorflow declares it, nothing imports it (it serves TF's own source generators).
+# without two that are declared but never imported here: libclang (tensorflow's: it serves TF's own source
+# generators) and duckdb (xprof's: only its CLI's events-db commands use it, never TensorBoard's profile tab).
 python3 - "$(lock "$stem")" "${installed:+$(lock "$installed")}" >/tmp/requirements.txt <<'PY'
 import re, sys
 def blocks(path):
@@ -35,7 +36,7 @@ def blocks(path):
     return found
 skip = set(blocks(sys.argv[2])) if sys.argv[2] else set()
 for name, lines in blocks(sys.argv[1]).items():
-    if name not in skip and not name.startswith("libclang=="):
+    if name not in skip and not name.startswith(("libclang==", "duckdb==")):
         sys.stdout.write("".join(lines))
 PY
 
@@ -69,11 +70,12 @@ for pyc in glob.glob(f"{sys.argv[1]}/**/__pycache__/*.cpython-311.pyc", recursiv
 PY
 # The dev tree's own leftovers: the test suites of mypy, mypyc and tornado (named test/, not tests/),
 # pydevd's Cython C sources (nothing compiles here: it runs its prebuilt .so) and its Windows-only
-# winappdbg, JupyterLab's Playwright UI-test extension (galata), and JupyterLab's second copy of its app
-# (the server serves share/jupyter/lab; the package's copy, for --core-mode, becomes a link to it).
+# winappdbg, JupyterLab's Playwright UI-test extension (galata), xprof's events-db library (its CLI's,
+# beside duckdb), and JupyterLab's second copy of its app (the server serves share/jupyter/lab; the
+# package's copy, for --core-mode, becomes a link to it).
 if [ -n "$installed" ]; then
   rm -rf "$site/mypy/test" "$site/mypyc/test" "$site/tornado/test" "$site/jupyterlab/galata" \
-    "$site/debugpy/_vendored/pydevd/pydevd_attach_to_process/winappdbg"
+    "$site/debugpy/_vendored/pydevd/pydevd_attach_to_process/winappdbg" "$site/xprof/convert/events_db"
   find "$site/debugpy" -type f -name '*.c' -delete
   for app in static schemas; do
     if diff -rq "$site/jupyterlab/$app" "$tree/share/jupyter/lab/$app" >/dev/null; then
