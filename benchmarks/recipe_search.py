@@ -2,9 +2,9 @@
 
 The measurements behind docs/recipe.md: the trainer's own pipeline, model, optimizer and steps, on the real
 files, with test accuracy of the model alone four times per epoch in the first two epochs (for time to 90%)
-and after every epoch, and of the model as exported (with its mirror mean) after every epoch. Accuracy per
-epoch does not depend on the machine or its load (the run is deterministic); images/s does, so compare speed
-within one quiet run.
+and after every epoch, and of the model as exported (with its mirror mean) after every epoch (the loop:
+benchmarks/accuracy_curve.py, shared with time_to_accuracy.py). Accuracy per epoch does not depend on the
+machine or its load (the run is deterministic); images/s does, so compare speed within one quiet run.
 
     invoke shell -- python benchmarks/recipe_search.py --name NAME [--results FILE] -- [tfdock.train options]
 
@@ -18,8 +18,9 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
+
+import accuracy_curve
 
 from tfdock import model as cnn
 from tfdock import pipeline, runtime
@@ -28,9 +29,7 @@ from tfdock.optimizer import make_optimizer
 from tfdock.train import EVAL_BATCH_SIZE, load_arrays
 from tfdock.trainer import Trainer
 
-TARGET = 0.90
-EARLY_EVALS_PER_EPOCH = 4
-EARLY_EPOCHS = 2
+FREQUENT_EPOCHS = 2  # evaluated accuracy_curve.EVALS_PER_EPOCH times, for time to 90%; later ones once
 
 
 def main() -> int:
@@ -56,47 +55,29 @@ def main() -> int:
         inference_model = cnn.for_inference(model, config)
     trainer = Trainer(model, optimizer, env, config.label_smoothing, inference_model)
 
-    early_every = steps_per_epoch // EARLY_EVALS_PER_EPOCH
-    curve, per_epoch = [], []
-    seconds, step = 0.0, 0
-    for epoch in range(config.epochs):
-        batches = iter(trainer.distribute(batches_for_epoch(epoch)))
-        end = step + steps_per_epoch
-        while step < end:
-            # Stop at each early evaluation point, else run the epoch in calls of steps_per_call.
-            stop = end
-            if epoch < EARLY_EPOCHS:
-                stop = min(end, (step // early_every + 1) * early_every)
-            started = time.perf_counter()
-            while step < stop:
-                count = min(config.steps_per_call, stop - step)
-                trainer.train_steps(batches, count)
-                step += count
-            trainer.take_train_metrics()  # waits for the steps: the clock stops after them
-            seconds += time.perf_counter() - started
-            if epoch < EARLY_EPOCHS or step == end:
-                accuracy = trainer.evaluate(test)[1]
-                curve.append({"seconds": seconds, "epoch": step / steps_per_epoch, "accuracy": accuracy})
-        exported = trainer.evaluate(test, as_exported=True)[1]
-        accuracy = curve[-1]["accuracy"]
-        print(
-            f"{args.name}: epoch {epoch + 1}/{config.epochs} {seconds:6.1f} s  test {accuracy:.4f}  "
-            f"exported {exported:.4f}",
-            flush=True,
-        )
-        per_epoch.append({"epoch": epoch + 1, "accuracy": accuracy, "exported": exported})
-    reached = next((point for point in curve if point["accuracy"] >= TARGET), None)
+    curve = accuracy_curve.train(
+        args.name,
+        trainer,
+        batches_for_epoch,
+        test,
+        steps_per_epoch,
+        config.epochs,
+        frequent_epochs=FREQUENT_EPOCHS,
+        steps_per_call=config.steps_per_call,
+        exported_every_epoch=True,
+    )
+    reached = curve.first_at()
     result = {
         "name": args.name,
         "options": argv[split + 1 :],
-        "final_exported_accuracy": per_epoch[-1]["exported"],
-        "training_seconds": seconds,
-        "images_per_second": step * env.global_batch_size / seconds,
+        "final_exported_accuracy": curve.epochs[-1]["exported"],
+        "training_seconds": curve.seconds,
+        "images_per_second": curve.steps * env.global_batch_size / curve.seconds,
         "epoch_at_90": reached["epoch"] if reached else None,
         "seconds_to_90": reached["seconds"] if reached else None,
         "parameters": model.count_params(),
-        "per_epoch": per_epoch,
-        "curve": curve,
+        "per_epoch": curve.epochs,
+        "curve": curve.points,
         "load_average": os.getloadavg(),
     }
     print("RESULT " + json.dumps(result), flush=True)

@@ -1,8 +1,9 @@
 """Time to 90% test accuracy on Fashion-MNIST: tfdock's default recipe vs the keras-io mnist_convnet recipe.
 
-Both train in this one process with the same custom loop (tfdock.trainer.Trainer) on the same machine; test
-accuracy is measured several times per epoch, and evaluation time is excluded from training seconds. Goals
-(issue 16): ours reaches 90% in at most a tenth of keras-io's training seconds, and ends no less accurate.
+Both train in this one process with the same custom loop (tfdock.trainer.Trainer, driven by
+benchmarks/accuracy_curve.py) on the same machine; test accuracy is measured four times per epoch, and
+evaluation time is excluded from training seconds. Goals (issue 16): ours reaches 90% in at most a tenth of
+keras-io's training seconds, and ends no less accurate.
 
 Usage: python benchmarks/time_to_accuracy.py [--data-dir DIR] [--quick] [--results-dir benchmarks/results]
 """
@@ -15,10 +16,10 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+import accuracy_curve
 import keras
 import tensorflow as tf
 
@@ -30,10 +31,8 @@ from tfdock.optimizer import make_optimizer
 from tfdock.train import EVAL_BATCH_SIZE
 from tfdock.trainer import Trainer
 
-TARGET_ACCURACY = 0.90
 # Held to by this script's exit code and by `invoke bench`'s report (read from the results it writes).
 GOALS = {"seconds_to_target_ratio": 0.10, "final_accuracy_ratio": 1.0}
-EVALS_PER_EPOCH = 4
 
 
 @dataclasses.dataclass
@@ -46,6 +45,7 @@ class Recipe:
     label_smoothing: float = 0.0  # of the training loss only; both are evaluated the same way
     flip_from_epoch: int | None = None  # mirroring, as the trainer's pipeline does it
     for_inference: Any = None  # (trained model) -> the model as exported, for the final accuracy
+    steps_per_call: int = 1  # ours as tfdock.train runs it (TrainConfig's); keras-io one, as its fit does
 
 
 def keras_io_convnet() -> keras.Model:
@@ -78,48 +78,37 @@ def run(recipe: Recipe, env: runtime.Runtime, splits: data.Splits, seed: int, qu
     )
     test = pipeline.evaluation_batches(splits.test_images, splits.test_labels, EVAL_BATCH_SIZE)
     steps_per_epoch = len(train_images) // recipe.batch_size
-    eval_every = steps_per_epoch // EVALS_PER_EPOCH
     model = recipe.build()
     inference_model = recipe.for_inference(model) if recipe.for_inference else model
     trainer = Trainer(model, recipe.optimizer(steps_per_epoch), env, recipe.label_smoothing, inference_model)
 
-    curve: list[dict[str, float]] = []
-    training_seconds, steps = 0.0, 0
-    for epoch in range(recipe.epochs):
-        started = time.perf_counter()
-        for batch in trainer.distribute(batches_for_epoch(epoch)):
-            trainer.train_step(batch)
-            steps += 1
-            if steps % eval_every == 0 or steps % steps_per_epoch == 0:
-                training_seconds += time.perf_counter() - started
-                _, accuracy = trainer.evaluate(test)
-                curve.append(
-                    {"seconds": training_seconds, "epoch": steps / steps_per_epoch, "accuracy": accuracy}
-                )
-                print(
-                    f"{recipe.name:>8}: {training_seconds:7.1f} s  epoch {steps / steps_per_epoch:5.2f}  "
-                    f"test accuracy {accuracy:.4f}",
-                    flush=True,
-                )
-                started = time.perf_counter()
-        if quick and any(point["accuracy"] >= TARGET_ACCURACY for point in curve):
-            break
-    reached = next((point for point in curve if point["accuracy"] >= TARGET_ACCURACY), None)
-    completed = curve[-1]["epoch"] >= recipe.epochs
+    curve = accuracy_curve.train(
+        recipe.name,
+        trainer,
+        batches_for_epoch,
+        test,
+        steps_per_epoch,
+        recipe.epochs,
+        frequent_epochs=recipe.epochs,
+        steps_per_call=recipe.steps_per_call,
+        stop_at_target=quick,
+    )
+    reached = curve.first_at()
+    last = curve.epochs[-1]
     # The curve scores the model being trained; a finished run is scored as it is exported (for ours, with
     # the mirror average), as metrics.json does.
-    final_accuracy = trainer.evaluate(test, as_exported=True)[1] if completed else curve[-1]["accuracy"]
+    completed = last["epoch"] == recipe.epochs
     return {
         "batch_size": recipe.batch_size,
-        "epochs_trained": curve[-1]["epoch"],
+        "epochs_trained": curve.points[-1]["epoch"],
         "default_epochs": recipe.epochs,
         "parameters": trainer.model.count_params(),
         "seconds_to_target": reached["seconds"] if reached else None,
         "epoch_at_target": reached["epoch"] if reached else None,
-        "images_per_second": steps * recipe.batch_size / training_seconds,
-        "final_accuracy": final_accuracy,
+        "images_per_second": curve.steps * recipe.batch_size / curve.seconds,
+        "final_accuracy": last["exported"] if completed else last["accuracy"],
         "completed_default_epochs": completed,
-        "curve": curve,
+        "curve": curve.points,
     }
 
 
@@ -134,7 +123,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for name, result in results["recipes"].items():
         seconds = [point["seconds"] for point in result["curve"]]
         axes.plot(seconds, [point["accuracy"] for point in result["curve"]], marker=".", label=name)
-    axes.axhline(TARGET_ACCURACY, color="gray", linestyle="--", linewidth=1)
+    axes.axhline(accuracy_curve.TARGET_ACCURACY, color="gray", linestyle="--", linewidth=1)
     axes.set(
         xlabel="training seconds (evaluation excluded)",
         ylabel="test accuracy",
@@ -174,11 +163,12 @@ def main() -> int:
             ours.label_smoothing,
             ours.flip_from_epoch,
             lambda model: cnn.for_inference(model, ours),
+            ours.steps_per_call,
         ),
         Recipe("keras-io", 128, 15, keras_io_convnet, lambda steps: keras.optimizers.Adam()),
     ]
     results: dict[str, Any] = {
-        "target_accuracy": TARGET_ACCURACY,
+        "target_accuracy": accuracy_curve.TARGET_ACCURACY,
         "goals": GOALS,
         "quick": args.quick,
         "tensorflow_version": tf.__version__,
@@ -220,7 +210,7 @@ def missed_goals(results: dict[str, Any]) -> list[str]:
     missed = []
     ratio = results.get("ratio_ours_to_baseline")
     if not ours["seconds_to_target"]:
-        missed.append(f"tfdock never reached {TARGET_ACCURACY:.0%}")
+        missed.append(f"tfdock never reached {accuracy_curve.TARGET_ACCURACY:.0%}")
     elif ratio is not None and ratio > GOALS["seconds_to_target_ratio"]:
         missed.append(f"time to target: ratio {ratio:.3f} > {GOALS['seconds_to_target_ratio']}")
     final_ratio = ours["final_accuracy"] / baseline["final_accuracy"]
