@@ -88,10 +88,12 @@ fi
 # linking and dlopen do not change. Not of a wheel that auditwheel repaired (it grafted a *.libs directory
 # and rewrote the wheel's ELF files with patchelf): strip corrupts those (numpy's OpenBLAS then fails to
 # load: "ELF load command address/offset not page-aligned"). The runtime strips TensorFlow's (most of its
-# symbol bytes: libtensorflow_cc 205 MB) and the dev tree all of its own.
-python3 - "$site" "${installed:+all}" <<'PY' | xargs -0 -r "$machine-linux-gnu-strip" --strip-unneeded
+# symbol bytes: libtensorflow_cc 205 MB) and the dev tree all of its own, of the image's architecture only
+# (debugpy's aarch64 wheel carries an x86-64 attach helper, which aarch64's strip cannot read).
+python3 - "$site" "$machine" "$installed" <<'PY' | xargs -0 -r "$machine-linux-gnu-strip" --strip-unneeded
 import glob, os, sys
-site, everything = sys.argv[1], sys.argv[2] == "all"
+site, everything = sys.argv[1], sys.argv[3] != ""  # the dev tree (installed over another): all
+e_machine = {"x86_64": b"\x3e\x00", "aarch64": b"\xb7\x00"}[sys.argv[2]]  # ELF header bytes 18-19
 for record in glob.glob(f"{site}/*.dist-info/RECORD"):
     files = [line.split(",")[0] for line in open(record)]
     if any(f.split("/")[0].endswith(".libs") for f in files):
@@ -99,7 +101,8 @@ for record in glob.glob(f"{site}/*.dist-info/RECORD"):
     for path in (os.path.join(site, f) for f in files if everything or f.startswith("tensorflow/")):
         if os.path.isfile(path) and not os.path.islink(path):
             with open(path, "rb") as file:
-                if file.read(4) == b"\x7fELF":
+                header = file.read(20)
+                if header[:4] == b"\x7fELF" and header[18:20] == e_machine:
                     sys.stdout.write(path + "\0")
 PY
 echo "install-lock.sh: $stem for $machine installed and pruned in $(( $(date +%s) - started )) s"
