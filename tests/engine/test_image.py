@@ -92,8 +92,10 @@ loaded, failed, with_symtab = [], [], []
 for root, _, files in os.walk(site):
     for name in files:
         path = os.path.join(root, name)
+        if ".so" not in name or os.path.islink(path):
+            continue
         with open(path, "rb") as file:
-            if ".so" not in name or os.path.islink(path) or file.read(4) != b"\\x7fELF":
+            if file.read(4) != b"\\x7fELF":
                 continue
         relative = os.path.relpath(path, site)
         try:
