@@ -32,7 +32,7 @@ class TrainConfig:
     download: bool = False
     epochs: int = 15
     batch_size: int = 128
-    learning_rate: float = 0.004
+    learning_rate: float = 0.008
     lr_schedule: str = "restarts"
     seed: int = 0
     validation_split: float = 0.1
@@ -47,7 +47,7 @@ class TrainConfig:
     cpu_devices: int = 1
     filters: tuple[int, ...] = (16, 32, 128)
     dense: int = 128
-    dropout: float = 0.2
+    dropout: float = 0.0
     batch_norm: bool = True
     label_smoothing: float = 0.1
     translate: int = 0

@@ -26,10 +26,15 @@ def _conv_bn_relu(
     return keras.layers.ReLU()(x)
 
 
+def _dropout(x: keras.KerasTensor, rate: float) -> keras.KerasTensor:
+    # None at rate 0 (the default): Keras's Dropout(0) is an identity, and the model summary should say so.
+    return keras.layers.Dropout(rate)(x) if rate else x
+
+
 def build(config: TrainConfig) -> keras.Model:
     """[Random shifts in training], a stride-2 conv 3x3 stem, then blocks of conv 3x3 -> [BN] -> ReLU ->
     max-pool 2 (`filters`: the stem's, then each block's), then [a hidden dense layer of `dense` units] and a
-    dense softmax classifier, with dropout before each dense layer.
+    dense softmax classifier, with [dropout] before each dense layer.
 
     The default 16 -> 32 -> 128 puts the width where the image is small: the 7x7 block is as cheap as the
     14x14 one with a quarter of its filters. It trains at about the images/s of the keras-io convnet on a
@@ -51,12 +56,12 @@ def build(config: TrainConfig) -> keras.Model:
     if config.dense:
         # A hidden layer before the classifier: cheap next to the convolutions, and it learns faster per
         # epoch than a linear read-out of the feature map.
-        x = keras.layers.Dropout(config.dropout)(x)
+        x = _dropout(x, config.dropout)
         x = keras.layers.Dense(config.dense, use_bias=not config.batch_norm)(x)
         if config.batch_norm:
             x = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)(x)
         x = keras.layers.ReLU()(x)
-    x = keras.layers.Dropout(config.dropout)(x)
+    x = _dropout(x, config.dropout)
     logits = keras.layers.Dense(NUM_CLASSES)(x)
     # float32 softmax even under mixed_float16, for numerically sound probabilities.
     probabilities = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
