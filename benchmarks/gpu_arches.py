@@ -28,26 +28,37 @@ class Kernel:
     arch: int  # 90 for sm_90 / compute_90
 
 
-def fatbin_section(path: Path) -> bytes:
-    """The `.nv_fatbin` section of a 64-bit little-endian ELF file, b"" when it has none."""
+def sections(path: Path) -> dict[str, tuple[int, int]]:
+    """Name -> (file offset, size) of every section of a 64-bit little-endian ELF file (amd64 and arm64);
+    {} for any other file."""
     with path.open("rb") as file:
         header = file.read(64)
         if len(header) < 64 or header[:4] != ELF_MAGIC or header[4] != 2 or header[5] != 1:
-            return b""
+            return {}
         (shoff,) = struct.unpack_from("<Q", header, 0x28)
         shentsize, shnum, shstrndx = struct.unpack_from("<HHH", header, 0x3A)
         file.seek(shoff)
         table = file.read(shentsize * shnum)
-        sections = [struct.unpack_from("<IIQQQQ", table, i * shentsize) for i in range(shnum)]
-        if shstrndx >= len(sections):
-            return b""
-        file.seek(sections[shstrndx][4])
-        names = file.read(sections[shstrndx][5])
-        for name_offset, _type, _flags, _addr, offset, size in sections:
-            if names[name_offset:].split(b"\0", 1)[0] == b".nv_fatbin":
-                file.seek(offset)
-                return file.read(size)
-    return b""
+        entries = [struct.unpack_from("<IIQQQQ", table, i * shentsize) for i in range(shnum)]
+        if shstrndx >= len(entries):
+            return {}
+        file.seek(entries[shstrndx][4])
+        names = file.read(entries[shstrndx][5])
+    return {
+        names[name_offset:].split(b"\0", 1)[0].decode(errors="replace"): (offset, size)
+        for name_offset, _type, _flags, _addr, offset, size in entries
+    }
+
+
+def fatbin_section(path: Path) -> bytes:
+    """The `.nv_fatbin` section of a 64-bit little-endian ELF file, b"" when it has none."""
+    found = sections(path).get(".nv_fatbin")
+    if found is None:
+        return b""
+    offset, size = found
+    with path.open("rb") as file:
+        file.seek(offset)
+        return file.read(size)
 
 
 def kernels(section: bytes) -> Iterator[Kernel]:

@@ -67,45 +67,33 @@ def test_editing_src_does_not_rebuild_and_the_suite_runs_inside_the_container(de
 
 # Every ELF shared library of the venv, loaded as the dynamic linker loads it (dlopen reads the program
 # headers strip rewrites: a corrupted one fails there, as numpy's OpenBLAS did), and whether it still has a
-# symbol table. ELF64 little-endian: amd64 and arm64 alike. os._exit: some libraries' destructors crash at
-# interpreter exit when loaded outside their package.
-LOAD_EVERY_LIBRARY = """
-import ctypes, json, os, struct, sysconfig
+# symbol table (benchmarks/gpu_arches.py reads the sections, mounted read-only). os._exit: some libraries'
+# destructors crash at interpreter exit when loaded outside their package.
+BENCHMARKS_IN_CONTAINER = "/tfdock-benchmarks"
+LOAD_EVERY_LIBRARY = f"""
+import ctypes, json, os, sys, sysconfig
+from pathlib import Path
+sys.path.insert(0, "{BENCHMARKS_IN_CONTAINER}")
+from gpu_arches import sections
 site = sysconfig.get_paths()["purelib"]
-
-def section_names(path):
-    with open(path, "rb") as elf:
-        elf.seek(0x28)
-        (shoff,) = struct.unpack("<Q", elf.read(8))
-        elf.seek(0x3A)
-        entsize, count, names = struct.unpack("<HHH", elf.read(6))
-        def header(index):
-            elf.seek(shoff + index * entsize)
-            entry = elf.read(0x28)
-            return struct.unpack_from("<I", entry)[0], *struct.unpack_from("<QQ", entry, 0x18)
-        _, table, size = header(names)
-        elf.seek(table)
-        strings = elf.read(size)
-        return {strings[n : strings.index(b"\\0", n)].decode() for n, _, _ in map(header, range(count))}
-
 loaded, failed, with_symtab = [], [], []
 for root, _, files in os.walk(site):
     for name in files:
         path = os.path.join(root, name)
         if ".so" not in name or os.path.islink(path):
             continue
-        with open(path, "rb") as file:
-            if file.read(4) != b"\\x7fELF":
-                continue
+        elf = sections(Path(path))
+        if not elf:
+            continue
         relative = os.path.relpath(path, site)
         try:
             ctypes.CDLL(path)
             loaded.append(relative)
         except OSError as error:
             failed.append(str(error))
-        if ".symtab" in section_names(path):
+        if ".symtab" in elf:
             with_symtab.append(relative)
-print(json.dumps({"loaded": loaded, "failed": failed, "with_symtab": with_symtab}), flush=True)
+print(json.dumps({{"loaded": loaded, "failed": failed, "with_symtab": with_symtab}}), flush=True)
 os._exit(0)
 """
 
@@ -113,7 +101,11 @@ os._exit(0)
 def test_every_library_of_the_dev_image_loads_after_the_trees_are_stripped(client, dev_image):
     # install-lock.sh strips the symbol tables of every ELF file of the dev tree's wheels that auditwheel
     # did not rewrite, and of TensorFlow's in the runtime tree.
-    found = json.loads(client.containers.run(dev_image, ["python", "-c", LOAD_EVERY_LIBRARY], remove=True))
+    benchmarks = {str(ROOT / "benchmarks"): {"bind": BENCHMARKS_IN_CONTAINER, "mode": "ro"}}
+    output = client.containers.run(
+        dev_image, ["python", "-c", LOAD_EVERY_LIBRARY], volumes=benchmarks, remove=True
+    )
+    found = json.loads(output)
     assert found["failed"] == []
     stripped = set(found["loaded"]) - set(found["with_symtab"])
     mypyc = [path for path in found["loaded"] if re.search(r"__mypyc\.cpython-311-\w+-linux-gnu\.so$", path)]
