@@ -27,7 +27,7 @@ def _conv_bn_relu(
 
 
 def _dropout(x: keras.KerasTensor, rate: float) -> keras.KerasTensor:
-    # None at rate 0 (the default): Keras's Dropout(0) is an identity, and the model summary should say so.
+    # No layer at rate 0 (the default): Keras's Dropout(0) is an identity; the model summary should say so.
     return keras.layers.Dropout(rate)(x) if rate else x
 
 
