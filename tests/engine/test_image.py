@@ -74,7 +74,7 @@ LOAD_EVERY_LIBRARY = f"""
 import ctypes, json, os, sys, sysconfig
 from pathlib import Path
 sys.path.insert(0, "{BENCHMARKS_IN_CONTAINER}")
-from gpu_arches import sections
+from gpu_arches import ELF_MAGIC, sections
 site = sysconfig.get_paths()["purelib"]
 loaded, failed, with_symtab = [], [], []
 for root, _, files in os.walk(site):
@@ -82,16 +82,16 @@ for root, _, files in os.walk(site):
         path = os.path.join(root, name)
         if ".so" not in name or os.path.islink(path):
             continue
-        elf = sections(Path(path))
-        if not elf:
-            continue
+        with open(path, "rb") as file:
+            if file.read(4) != ELF_MAGIC:
+                continue
         relative = os.path.relpath(path, site)
         try:
             ctypes.CDLL(path)
             loaded.append(relative)
         except OSError as error:
             failed.append(str(error))
-        if ".symtab" in elf:
+        if ".symtab" in sections(Path(path)):
             with_symtab.append(relative)
 print(json.dumps({{"loaded": loaded, "failed": failed, "with_symtab": with_symtab}}), flush=True)
 os._exit(0)
