@@ -45,7 +45,7 @@ def main() -> int:
     env = runtime.setup(config)
     (train_images, train_labels), _, (test_images, test_labels) = load_arrays(config)
     batches_for_epoch = pipeline.training_batches(
-        train_images, train_labels, env.global_batch_size, config.seed, config.flip_from_epoch
+        train_images, train_labels, env.global_batch_size, config.seed, config.augmentation
     )
     test = pipeline.evaluation_batches(test_images, test_labels, EVAL_BATCH_SIZE)
     steps_per_epoch = len(train_images) // env.global_batch_size

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from tfdock import data, pipeline, runtime
 from tfdock import model as cnn
-from tfdock.config import TrainConfig
+from tfdock.config import NO_AUGMENTATION, Augmentation, TrainConfig
 from tfdock.files import atomic_path, write_text_atomically
 from tfdock.optimizer import make_optimizer
 from tfdock.train import EVAL_BATCH_SIZE
@@ -43,7 +43,7 @@ class Recipe:
     build: Any  # () -> keras.Model
     optimizer: Any  # (steps_per_epoch) -> keras optimizer
     label_smoothing: float = 0.0  # of the training loss only; both are evaluated the same way
-    flip_from_epoch: int | None = None  # mirroring, as the trainer's pipeline does it
+    augmentation: Augmentation = NO_AUGMENTATION  # flips and shifts, as the trainer's pipeline does them
     for_inference: Any = None  # (trained model) -> the model as exported, for the final accuracy
     steps_per_call: int = 1  # ours as tfdock.train runs it (TrainConfig's); keras-io one, as its fit does
 
@@ -74,7 +74,7 @@ def run(recipe: Recipe, env: runtime.Runtime, splits: data.Splits, seed: int, qu
         splits.train_images, splits.train_labels, 0.1, seed
     )
     batches_for_epoch = pipeline.training_batches(
-        train_images, train_labels, recipe.batch_size, seed, recipe.flip_from_epoch
+        train_images, train_labels, recipe.batch_size, seed, recipe.augmentation
     )
     test = pipeline.evaluation_batches(splits.test_images, splits.test_labels, EVAL_BATCH_SIZE)
     steps_per_epoch = len(train_images) // recipe.batch_size
@@ -161,7 +161,7 @@ def main() -> int:
             lambda: cnn.build(ours),
             lambda steps: make_optimizer(ours, env, steps),
             ours.label_smoothing,
-            ours.flip_from_epoch,
+            ours.augmentation,
             lambda model: cnn.for_inference(model, ours),
             ours.steps_per_call,
         ),

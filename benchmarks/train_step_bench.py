@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from tfdock import data, pipeline, runtime
 from tfdock import model as cnn
-from tfdock.config import TrainConfig
+from tfdock.config import Augmentation, TrainConfig
 from tfdock.files import write_text_atomically
 from tfdock.optimizer import make_optimizer
 from tfdock.trainer import Trainer
@@ -64,9 +64,9 @@ def setup(data_dir: Path, mirrored: bool = False, **changes: Any) -> Setup:
     config = TrainConfig(data_dir=str(data_dir), **changes)
     env = runtime.setup(config)
     splits = data.load(data_dir, config.dataset)
-    flip_from_epoch = 0 if mirrored and config.flips_images else None
+    augmentation = Augmentation(flip_from_epoch=0 if mirrored and config.flips_images else None)
     epochs = pipeline.training_batches(
-        splits.train_images, splits.train_labels, env.global_batch_size, config.seed, flip_from_epoch
+        splits.train_images, splits.train_labels, env.global_batch_size, config.seed, augmentation
     )
     return Setup(config, env, epochs, len(splits.train_images) // env.global_batch_size)
 

@@ -23,6 +23,24 @@ LATEST = "latest"
 
 
 @dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """What the training pipeline does to each epoch's images (0-based epochs; None: never)."""
+
+    flip_from_epoch: int | None = None  # mirror left-right, each image with probability 1/2
+    shift_pixels: int = 0  # shift by up to this many whole pixels each way, zeros shifted in
+    shift_from_epoch: int = 0
+
+    def flips(self, epoch: int) -> bool:
+        return self.flip_from_epoch is not None and epoch >= self.flip_from_epoch
+
+    def shifts(self, epoch: int) -> bool:
+        return self.shift_pixels > 0 and epoch >= self.shift_from_epoch
+
+
+NO_AUGMENTATION = Augmentation()
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run. Defaults are the tuned recipe (docs/recipe.md)."""
 
@@ -51,6 +69,7 @@ class TrainConfig:
     batch_norm: bool = True
     label_smoothing: float = 0.1
     translate: int = 0
+    translate_after: int = 0
     flip: str = "auto"
     flip_after: int = 3
     steps_per_call: int = 1
@@ -58,7 +77,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         minimums = {"epochs": 1, "batch_size": 1, "cpu_devices": 1, "dense": 0, "steps_per_call": 1}
-        minimums.update({"limit_train": 1, "limit_test": 1, "flip_after": 0})
+        minimums.update({"limit_train": 1, "limit_test": 1, "flip_after": 0, "translate_after": 0})
         for name, minimum in minimums.items():
             value = getattr(self, name)
             if value is not None and value < minimum:
@@ -102,9 +121,10 @@ class TrainConfig:
         return self.flip == "on" or (self.flip == "auto" and self.dataset in MIRROR_SAFE_DATASETS)
 
     @property
-    def flip_from_epoch(self) -> int | None:
-        """The first (0-based) epoch whose images are mirrored at random, or None if none are."""
-        return self.flip_after if self.flips_images else None
+    def augmentation(self) -> Augmentation:
+        return Augmentation(
+            self.flip_after if self.flips_images else None, self.translate, self.translate_after
+        )
 
     @property
     def mirrors_at_inference(self) -> bool:
@@ -121,6 +141,7 @@ class TrainConfig:
             # Runs saved before these options existed trained without them: resume them the same way.
             fields.setdefault("label_smoothing", 0.0)
             fields.setdefault("translate", 0)
+            fields.setdefault("translate_after", 0)
             fields.setdefault("dense", 0)
             fields.setdefault("flip", "off")
             if "width" in fields:  # before --filters: a stem of `width`, then `depth` blocks doubling it
@@ -283,6 +304,10 @@ def build_parser() -> ArgumentParser:
     augmentation.add_argument(
         "--translate", type=int, default=defaults.translate, metavar="PIXELS", help="random shifts of up to "
         "this many pixels each way (0: off)",
+    )  # fmt: skip
+    augmentation.add_argument(
+        "--translate-after", type=int, default=defaults.translate_after, metavar="EPOCHS", help="start "
+        "shifting after this many epochs",
     )  # fmt: skip
     augmentation.add_argument(
         "--flip",

@@ -32,7 +32,7 @@ def _dropout(x: keras.KerasTensor, rate: float) -> keras.KerasTensor:
 
 
 def build(config: TrainConfig) -> keras.Model:
-    """[Random shifts in training], a stride-2 conv 3x3 stem, then blocks of conv 3x3 -> [BN] -> ReLU ->
+    """A stride-2 conv 3x3 stem, then blocks of conv 3x3 -> [BN] -> ReLU ->
     max-pool 2 (`filters`: the stem's, then each block's), then [a hidden dense layer of `dense` units] and a
     dense softmax classifier, with [dropout] before each dense layer.
 
@@ -41,10 +41,6 @@ def build(config: TrainConfig) -> keras.Model:
     2-core CPU and learns more per epoch than 24 -> 48 -> 96, which costs 1.5x as much (docs/recipe.md)."""
     pixels = keras.Input(shape=(IMAGE_SIDE, IMAGE_SIDE), name="pixels")
     x = keras.layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1))(pixels)
-    if config.translate:
-        # Training-time augmentation only (an identity at inference): whole-pixel shifts, zeros shifted in.
-        shift = config.translate / IMAGE_SIDE
-        x = keras.layers.RandomTranslation(shift, shift, fill_mode="constant", interpolation="nearest")(x)
     x = keras.layers.Rescaling(1 / 255)(x)
     # Convolutions at the full 28x28 dominate the cost on a CPU; a strided stem does that work at 14x14.
     stem, *blocks = config.filters
@@ -89,8 +85,8 @@ def for_inference(trained: keras.Model, config: TrainConfig) -> keras.Model:
 
 
 def rng_states(model: keras.Model) -> list[keras.Variable]:
-    """The state variables of the model's random layers (dropout, augmentation), which a resumable checkpoint
-    must hold. Keras names the generator differently per layer (`seed_generator`, `generator`)."""
+    """The state variables of the model's random layers (dropout), which a resumable checkpoint must hold.
+    (Augmentation is the pipeline's, seeded by (seed, epoch, batch).)"""
     return [
         value.state
         for layer in model.layers

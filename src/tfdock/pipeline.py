@@ -11,6 +11,8 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from tfdock.config import NO_AUGMENTATION, Augmentation
+
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """A shuffle seed that depends only on (seed, epoch), so a resumed run sees the same order."""
@@ -18,12 +20,16 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def training_batches(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, flip_from_epoch: int | None = None
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    augmentation: Augmentation = NO_AUGMENTATION,
 ) -> Callable[[int], tf.data.Dataset]:
     """Returns epoch -> that epoch's shuffled batches. Full batches only: steps per epoch stay fixed.
 
-    From epoch `flip_from_epoch` (0-based) on, each image is mirrored left-right with probability 1/2. The
-    flips, like the order, are a function of (seed, epoch, batch), so a resumed run sees the same images.
+    The random flips and shifts, like the order, are a function of (seed, epoch, batch), so a resumed run
+    sees the same images.
     """
     examples = tf.data.Dataset.from_tensor_slices((images, labels))  # already in memory: no .cache()
 
@@ -32,23 +38,46 @@ def training_batches(
         batches = examples.shuffle(len(images), seed=seed_of_epoch, reshuffle_each_iteration=False).batch(
             batch_size, drop_remainder=True
         )
-        if flip_from_epoch is not None and epoch >= flip_from_epoch:
+        flips = augmentation.flips(epoch)
+        shift_pixels = augmentation.shift_pixels if augmentation.shifts(epoch) else 0
+        if flips or shift_pixels:
             batches = batches.enumerate().map(
-                _mirror_at_random(seed_of_epoch), num_parallel_calls=tf.data.AUTOTUNE
+                _augment(seed_of_epoch, flips, shift_pixels), num_parallel_calls=tf.data.AUTOTUNE
             )
         return batches.prefetch(tf.data.AUTOTUNE)
 
     return for_epoch
 
 
-def _mirror_at_random(seed_of_epoch: int) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
-    def mirror(index: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+def _augment(
+    seed_of_epoch: int, flips: bool, shift_pixels: int
+) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
+    def augment(index: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         images, labels = batch
         seed = tf.stack([tf.constant(seed_of_epoch % 2**31, tf.int64), index])
-        flips = tf.random.stateless_uniform(tf.shape(labels), seed=seed) < 0.5
-        return tf.where(flips[:, None, None], tf.reverse(images, axis=[2]), images), labels
+        if flips:
+            mirrored = tf.random.stateless_uniform(tf.shape(labels), seed=seed) < 0.5
+            images = tf.where(mirrored[:, None, None], tf.reverse(images, axis=[2]), images)
+        if shift_pixels:
+            images = _shift(images, shift_pixels, tf.random.experimental.stateless_fold_in(seed, 1))
+        return images, labels
 
-    return mirror
+    return augment
+
+
+def _shift(images: tf.Tensor, pixels: int, seed: tf.Tensor) -> tf.Tensor:
+    """Each image of the N x H x W batch moved by its own whole-pixel offsets, zeros shifted in. An offset
+    is a uniform draw from [-pixels, pixels], rounded (as Keras's RandomTranslation with nearest
+    interpolation draws them): for 1 pixel, no shift along an axis with probability 1/2."""
+    size = tf.shape(images)[1]
+    draws = tf.random.stateless_uniform([tf.shape(images)[0], 2], seed, -pixels, pixels)
+    offsets = tf.cast(tf.round(draws), tf.int32)
+    padded = tf.pad(images, [[0, 0], [pixels, pixels], [pixels, pixels]])
+    # Output pixel (r, c) reads padded (r + pixels - dy, c + pixels - dx): the input moved by (dy, dx).
+    rows = tf.range(size)[None, :] + pixels - offsets[:, :1]
+    columns = tf.range(size)[None, :] + pixels - offsets[:, 1:]
+    images = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(images, columns, axis=2, batch_dims=1)
 
 
 def evaluation_batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:

@@ -84,7 +84,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         train_labels,
         env.global_batch_size,
         config.seed,
-        config.flip_from_epoch,
+        config.augmentation,
     )
     steps_per_epoch = len(train_images) // env.global_batch_size
     if steps_per_epoch == 0:

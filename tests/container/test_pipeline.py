@@ -10,7 +10,7 @@ import pytest
 
 from tfdock import data, pipeline
 from tfdock import model as cnn
-from tfdock.config import TrainConfig
+from tfdock.config import NO_AUGMENTATION, Augmentation, TrainConfig
 from tfdock.errors import ConfigError
 
 
@@ -41,13 +41,17 @@ def test_shuffle_order_depends_only_on_seed_and_epoch(small_fashion: data.Splits
     assert not np.array_equal(_epoch_labels(stream(1), 4), _epoch_labels(stream(2), 4))
 
 
+def _epoch(
+    splits: data.Splits, number: int, augmentation: Augmentation = NO_AUGMENTATION
+) -> tuple[np.ndarray, np.ndarray]:
+    stream = pipeline.training_batches(splits.train_images, splits.train_labels, 100, 1, augmentation)
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in stream(number)], strict=True)
+    return np.concatenate(images), np.concatenate(labels)
+
+
 def test_flips_start_at_their_epoch_mirror_about_half_and_repeat_exactly(small_fashion: data.Splits) -> None:
     def epoch(number: int, flip_from_epoch: int | None) -> tuple[np.ndarray, np.ndarray]:
-        stream = pipeline.training_batches(
-            small_fashion.train_images, small_fashion.train_labels, 100, 1, flip_from_epoch
-        )
-        images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in stream(number)], strict=True)
-        return np.concatenate(images), np.concatenate(labels)
+        return _epoch(small_fashion, number, Augmentation(flip_from_epoch=flip_from_epoch))
 
     np.testing.assert_array_equal(epoch(2, 3)[0], epoch(2, None)[0])  # before its epoch: untouched
     (images, labels), (plain, plain_labels) = epoch(3, 3), epoch(3, None)
@@ -57,6 +61,38 @@ def test_flips_start_at_their_epoch_mirror_about_half_and_repeat_exactly(small_f
     np.testing.assert_array_equal(images[~mirrored], plain[~mirrored])
     np.testing.assert_array_equal(labels, plain_labels)
     np.testing.assert_array_equal(epoch(3, 3)[0], images)  # a resumed run sees the same flips
+
+
+def _moved(image: np.ndarray, down: int, right: int) -> np.ndarray:
+    padded = np.pad(image, 2)
+    return padded[2 - down : 30 - down, 2 - right : 30 - right]
+
+
+def test_shifts_start_at_their_epoch_move_whole_images_within_range_and_repeat_exactly(
+    small_fashion: data.Splits,
+) -> None:
+    shifting = Augmentation(shift_pixels=2, shift_from_epoch=1)
+    plain, labels = _epoch(small_fashion, 1)
+    np.testing.assert_array_equal(_epoch(small_fashion, 0, shifting)[0], _epoch(small_fashion, 0)[0])
+    images, shifted_labels = _epoch(small_fashion, 1, shifting)
+    np.testing.assert_array_equal(shifted_labels, labels)
+    offsets = []
+    for image, original in zip(images, plain, strict=True):
+        # Exactly one (down, right) in range reproduces each image: a whole-image move, zeros shifted in.
+        [offset] = [
+            (down, right)
+            for down in range(-2, 3)
+            for right in range(-2, 3)
+            if np.array_equal(image, _moved(original, down, right))
+        ]
+        offsets.append(offset)
+    # Rounded uniform draws from [-2, 2]: 0 and +-1 each a quarter of the time, +-2 an eighth.
+    for axis in np.array(offsets).T:
+        assert set(axis) == {-2, -1, 0, 1, 2}
+        assert 0.15 < np.mean(axis == 0) < 0.35 and 0.05 < np.mean(axis == 2) < 0.2
+    np.testing.assert_array_equal(_epoch(small_fashion, 1, shifting)[0], images)  # the same after a resume
+    both = _epoch(small_fashion, 1, Augmentation(flip_from_epoch=1, shift_pixels=2, shift_from_epoch=1))
+    assert not np.array_equal(both[0], images)  # flips and shifts compose
 
 
 def test_evaluation_batches_keep_every_example_in_order(small_fashion: data.Splits) -> None:

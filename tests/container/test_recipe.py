@@ -62,14 +62,13 @@ def test_a_very_short_onecycle_run_still_warms_up_for_at_most_a_quarter_of_it() 
     assert float(schedule(2)) == pytest.approx(0.002)  # int(8 * 0.25) = 2 warm-up steps, not round(2.4)
 
 
-def test_translation_is_an_identity_at_inference_and_shifts_in_training() -> None:
-    model = cnn.build(TrainConfig(translate=2))
-    [translation] = [layer for layer in model.layers if isinstance(layer, keras.layers.RandomTranslation)]
-    images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1)).astype("float32")
-    np.testing.assert_array_equal(translation(images, training=False), images)
-    assert not np.array_equal(translation(images, training=True), images)
-    unshifted = cnn.build(TrainConfig(translate=0))
-    assert not [layer for layer in unshifted.layers if isinstance(layer, keras.layers.RandomTranslation)]
+def test_shifts_are_the_pipelines_from_their_epoch_and_leave_the_model_alone() -> None:
+    config = TrainConfig(translate=2, translate_after=4)
+    assert config.augmentation.shift_pixels == 2 and config.augmentation.shift_from_epoch == 4
+    assert not config.augmentation.shifts(3) and config.augmentation.shifts(4)
+    assert not TrainConfig(translate=0).augmentation.shifts(10)
+    layers = {type(layer) for layer in cnn.build(config).layers}
+    assert layers == {type(layer) for layer in cnn.build(TrainConfig(translate=0)).layers}
 
 
 def test_flips_are_on_for_clothes_and_off_for_digits_unless_asked() -> None:
@@ -77,19 +76,14 @@ def test_flips_are_on_for_clothes_and_off_for_digits_unless_asked() -> None:
     assert not TrainConfig(dataset="mnist").flips_images
     assert TrainConfig(dataset="mnist", flip="on").flips_images
     assert not TrainConfig(dataset="fashion-mnist", flip="off").flips_images
-    assert TrainConfig(dataset="fashion-mnist").flip_from_epoch == 3
-    assert TrainConfig(dataset="mnist").flip_from_epoch is None
+    assert TrainConfig(dataset="fashion-mnist").augmentation.flip_from_epoch == 3
+    assert TrainConfig(dataset="mnist").augmentation.flip_from_epoch is None
 
 
 def test_every_random_layer_has_its_state_in_the_checkpoint() -> None:
-    # Dropout keeps its generator as `seed_generator`, RandomTranslation as `generator`.
     model = cnn.build(TrainConfig(translate=1, dense=128, dropout=0.2))
-    random_layers = [
-        layer
-        for layer in model.layers
-        if isinstance(layer, keras.layers.Dropout | keras.layers.RandomTranslation)
-    ]
-    assert len(random_layers) == 3
+    random_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert len(random_layers) == 2
     assert len(cnn.rng_states(model)) == len(random_layers)
 
 

@@ -59,9 +59,9 @@ def _in_process_config(fashion_dir: Path, output_dir: Path, **changes: object) -
 
 def test_same_seed_gives_bit_identical_weights(fashion_dir: Path, tmp_path: Path) -> None:
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
-        # flip_after=0 and dropout: the mirroring and the dropout masks are seeded too
+        # Mirroring, shifts and dropout from the start: their draws are seeded too
         config = _in_process_config(
-            fashion_dir, tmp_path, seed=seed, run_name=name, flip_after=0, dropout=0.2
+            fashion_dir, tmp_path, seed=seed, run_name=name, flip_after=0, translate=1, dropout=0.2
         )
         train.train(config)
     assert _same_weights(tmp_path / "a", tmp_path / "b")
@@ -105,9 +105,10 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     run's: the scale and its count of finite steps since it last changed (it doubles after 2000)."""
     subset = TRAIN_SUBSET if precision == "off" else MIXED_PRECISION_SUBSET
     steps_per_epoch = (subset - subset // 10) // 64  # 10% held out, batch 64
-    # Mirroring from the second epoch and dropout, so that the resumed epochs must also repeat the same flips
-    # and dropout masks.
+    # Mirroring and shifts from the second epoch and dropout, so that the resumed epochs must also repeat the
+    # same flips, shifts and dropout masks.
     recipe = ["--epochs", "3", "--flip", "on", "--flip-after", "1", "--dropout", "0.2"]
+    recipe += ["--translate", "1", "--translate-after", "1"]
     recipe += ["--mixed-precision", precision]
     recipe += ["--limit-train", str(subset)]
     paced = ["--step-delay", str(STEP_DELAY_S)]
