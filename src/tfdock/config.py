@@ -68,8 +68,8 @@ class TrainConfig:
     dropout: float = 0.0
     batch_norm: bool = True
     label_smoothing: float = 0.1
-    translate: int = 0
-    translate_after: int = 0
+    translate: int = 1
+    translate_after: int = 3
     flip: str = "auto"
     flip_after: int = 3
     steps_per_call: int = 1

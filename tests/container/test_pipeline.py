@@ -146,7 +146,7 @@ def test_bad_config_values_are_config_errors(field: str, value: object, message:
 
 def test_a_run_saved_before_filters_and_flips_resumes_as_it_was_trained(tmp_path: Path) -> None:
     saved = json.loads(TrainConfig().to_json())
-    for name in ("filters", "dense", "flip", "flip_after", "label_smoothing", "translate"):
+    for name in ("filters", "dense", "flip", "flip_after", "label_smoothing", "translate", "translate_after"):
         saved.pop(name)
     (tmp_path / "config.json").write_text(json.dumps({**saved, "width": 24, "depth": 2}))
     config = TrainConfig.from_json_file(tmp_path / "config.json")
