@@ -14,6 +14,20 @@ import tensorflow as tf
 from tfdock.config import NO_AUGMENTATION, Augmentation
 
 
+# Batches ready ahead of the training step, and the map's threads: fixed, not tf.data's AUTOTUNE. With
+# autotuning on, creating a new epoch's iterator waited idle (both cores, every thread in a futex) for 6-19 s
+# from about the 5th epoch on (TF 2.21, 2-core machine: 40 s epochs among 20 s ones, a quarter of a 15-epoch
+# run); with it off, none did. The map (flips, shifts) is a few cheap ops on uint8 batches: one thread keeps
+# up with the training step.
+PREFETCH_BATCHES = 2
+
+
+def _prefetched(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(PREFETCH_BATCHES).with_options(options)
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """A shuffle seed that depends only on (seed, epoch), so a resumed run sees the same order."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
@@ -41,10 +55,8 @@ def training_batches(
         flips = augmentation.flips(epoch)
         shift_pixels = augmentation.shift_pixels if augmentation.shifts(epoch) else 0
         if flips or shift_pixels:
-            batches = batches.enumerate().map(
-                _augment(seed_of_epoch, flips, shift_pixels), num_parallel_calls=tf.data.AUTOTUNE
-            )
-        return batches.prefetch(tf.data.AUTOTUNE)
+            batches = batches.enumerate().map(_augment(seed_of_epoch, flips, shift_pixels))
+        return _prefetched(batches)
 
     return for_epoch
 
@@ -81,4 +93,4 @@ def _shift(images: tf.Tensor, pixels: int, seed: tf.Tensor) -> tf.Tensor:
 
 
 def evaluation_batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return _prefetched(tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size))

@@ -95,6 +95,19 @@ def test_shifts_start_at_their_epoch_move_whole_images_within_range_and_repeat_e
     assert not np.array_equal(both[0], images)  # flips and shifts compose
 
 
+def test_pipelines_prefetch_a_fixed_few_batches_without_tf_data_autotuning(
+    small_fashion: data.Splits,
+) -> None:
+    # Autotuning made a new epoch's iterator wait idle for up to 19 s (pipeline.PREFETCH_BATCHES).
+    augmenting = Augmentation(flip_from_epoch=0, shift_pixels=1)
+    training = pipeline.training_batches(
+        small_fashion.train_images, small_fashion.train_labels, 64, 0, augmenting
+    )
+    evaluation = pipeline.evaluation_batches(small_fashion.test_images, small_fashion.test_labels, 64)
+    for dataset in (training(0), evaluation):
+        assert dataset.options().autotune.enabled is False
+
+
 def test_evaluation_batches_keep_every_example_in_order(small_fashion: data.Splits) -> None:
     batches = pipeline.evaluation_batches(small_fashion.test_images, small_fashion.test_labels, 64)
     np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in batches]), small_fashion.test_labels)
