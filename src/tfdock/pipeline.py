@@ -13,7 +13,6 @@ import tensorflow as tf
 
 from tfdock.config import NO_AUGMENTATION, Augmentation
 
-
 # Batches ready ahead of the training step, and the map's threads: fixed, not tf.data's AUTOTUNE. With
 # autotuning on, creating a new epoch's iterator waited idle (both cores, every thread in a futex) for 6-19 s
 # from about the 5th epoch on (TF 2.21, 2-core machine: 40 s epochs among 20 s ones, a quarter of a 15-epoch

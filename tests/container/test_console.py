@@ -92,7 +92,9 @@ def test_verbose_and_live_progress_show_tensorflow_and_a_line_rewritten_in_place
         **{PROGRESS_ENV: "live"},
     )
     assert result.returncode == 0, result.stderr
-    assert ONEDNN_NOTICE in result.stderr and ABSL_NOTICE in result.stderr, result.stderr
+    # absl's notice on every machine; oneDNN's only where TensorFlow turns oneDNN on (CPUs with avx512 or
+    # amx features: not on an avx2-only one).
+    assert ABSL_NOTICE in result.stderr, result.stderr
     assert LIVE_LINE.search(result.stdout), result.stdout
     # Each epoch's plain line replaces its live line: erased first, then printed to stay.
     assert result.stdout.count("\r\x1b[Kepoch ") == 2, result.stdout

@@ -31,6 +31,6 @@ def test_the_probe_reports_no_gpu_the_build_and_why_on_a_machine_without_one() -
     assert report.cuda == build.get("cuda_version")
     assert list(report.targets) == list(build.get("cuda_compute_capabilities") or [])
     assert report.profiling is None or report.profiling in ("open", "admin-only")
-    # A CPU build looking for GPUs: only start-up chatter on stderr (the oneDNN info line), no reason.
-    assert "oneDNN custom operations" in result.stderr
+    # A CPU build looking for GPUs: at most start-up chatter on stderr (oneDNN's info line, on CPUs where
+    # TensorFlow turns oneDNN on), no reason.
     assert tensorflow_reason(result.stderr) is None
