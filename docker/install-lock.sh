@@ -84,6 +84,10 @@ if [ -n "$installed" ]; then
   done
 fi
 
+# NVIDIA's libraries that no file of the tree names, so nothing can load them (the gpu lock's: cuSOLVER's
+# multi-GPU cusolverMg, NVRTC's alt build, cuRAND, ...): a package that loads one names it and keeps it.
+python3 /usr/local/bin/unreferenced_libraries.py "$site" | xargs -0 -r rm -v -- | sed 's/^/install-lock.sh: /'
+
 # Symbol tables (.symtab, .strtab, and debug sections where a wheel kept them): dynamic symbols stay, so
 # linking and dlopen do not change. Not of a wheel that auditwheel repaired (it grafted a *.libs directory
 # and rewrote the wheel's ELF files with patchelf): strip corrupts those (numpy's OpenBLAS then fails to

@@ -26,8 +26,8 @@ from tfdock_host.run import IMAGE_USER_IDS_WHEN_ROOT
 from tfdock_host.settings import ROOT, VARIANTS, Settings
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
-# Installs each lock in the build (docker/Dockerfile runs it): part of the content hash.
-INSTALL_SCRIPT = ROOT / "docker" / "install-lock.sh"
+# Install each lock in the build (docker/Dockerfile runs them): part of the content hash.
+INSTALL_SCRIPTS = (ROOT / "docker" / "install-lock.sh", ROOT / "docker" / "unreferenced_libraries.py")
 HASH_LABEL = "io.tfdock.content-hash"
 ARCH_LABEL = "io.tfdock.architecture"
 TARGETS = ("runtime", "dev")
@@ -41,10 +41,10 @@ def lock_files(variant: str, arch: str = "amd64") -> list[Path]:
 
 
 def content_hash(variant: str, arch: str = "amd64") -> str:
-    """sha256 over what decides the image's layers below the source: Dockerfile, its install script,
+    """sha256 over what decides the image's layers below the source: Dockerfile, its install scripts,
     .dockerignore, lock files."""
     digest = hashlib.sha256()
-    for path in [DOCKERFILE, INSTALL_SCRIPT, ROOT / ".dockerignore", *lock_files(variant, arch)]:
+    for path in [DOCKERFILE, *INSTALL_SCRIPTS, ROOT / ".dockerignore", *lock_files(variant, arch)]:
         digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 

@@ -98,9 +98,9 @@ def test_ca_bundle_resolution_order_and_a_missing_file(monkeypatch, tmp_path):
 
 
 def test_content_hash_covers_lock_files_and_dockerfile_not_source(monkeypatch, tmp_path):
-    """On a copy of the project's inputs: each of Dockerfile, its install script, .dockerignore and a lock
+    """On a copy of the project's inputs: each of Dockerfile, its install scripts, .dockerignore and a lock
     file changes the hash (so the image is rebuilt), a source file does not (it is bind-mounted)."""
-    inputs = [image.DOCKERFILE, image.INSTALL_SCRIPT, settings.ROOT / ".dockerignore"]
+    inputs = [image.DOCKERFILE, *image.INSTALL_SCRIPTS, settings.ROOT / ".dockerignore"]
     inputs += image.lock_files("cpu")
     inputs += [*image.lock_files("gpu"), settings.ROOT / "src" / "tfdock" / "train.py"]
     for path in inputs:
@@ -109,7 +109,11 @@ def test_content_hash_covers_lock_files_and_dockerfile_not_source(monkeypatch, t
         copy.write_bytes(path.read_bytes())
     monkeypatch.setattr(image, "ROOT", tmp_path)
     monkeypatch.setattr(image, "DOCKERFILE", tmp_path / "docker" / "Dockerfile")
-    monkeypatch.setattr(image, "INSTALL_SCRIPT", tmp_path / "docker" / "install-lock.sh")
+    monkeypatch.setattr(
+        image,
+        "INSTALL_SCRIPTS",
+        tuple(tmp_path / p.relative_to(settings.ROOT) for p in image.INSTALL_SCRIPTS),
+    )
     original = image.content_hash("cpu")
     assert original != image.content_hash("gpu")
 
@@ -126,6 +130,7 @@ def test_content_hash_covers_lock_files_and_dockerfile_not_source(monkeypatch, t
     for rebuilt_by in (
         "docker/Dockerfile",
         "docker/install-lock.sh",
+        "docker/unreferenced_libraries.py",
         ".dockerignore",
         "requirements/runtime-cpu.txt",
     ):
