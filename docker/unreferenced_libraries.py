@@ -24,7 +24,7 @@ ELF_MAGIC = b"\x7fELF"
 
 
 def nvidia_libraries(site: Path) -> dict[Path, str]:
-    """Each ELF shared object of NVIDIA's wheels (`nvidia/<package>/lib`) -> its stem, "lib" and ".so..." off."""
+    """Each ELF shared object of NVIDIA's wheels (`nvidia/<package>/lib`) -> its stem: no "lib", no ".so"."""
     found = {}
     for path in sorted(site.glob("nvidia/*/lib/lib*.so*")):
         if path.is_file() and not path.is_symlink() and path.open("rb").read(4) == ELF_MAGIC:
@@ -33,8 +33,8 @@ def nvidia_libraries(site: Path) -> dict[Path, str]:
 
 
 def names_in(path: Path, in_binary: re.Pattern[bytes], in_python: re.Pattern[bytes]) -> set[str]:
-    """The stems this file may load: named in an ELF file, or as a file name (`libcurand.so`) in Python, which
-    loads with ctypes. Nothing else loads a library: a header is read by a compiler, a setup.py lists wheels."""
+    """The stems this file may load: named in an ELF file, or as a file name (`libcurand.so`) in Python,
+    which loads with ctypes. Nothing else loads a library: a compiler reads headers, setup.py lists wheels."""
     if path.is_symlink() or not path.is_file() or path.stat().st_size == 0:
         return set()
     with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
