@@ -9,7 +9,8 @@ library of `nvidia/*/lib` whose stem ("cusolverMg" of libcusolverMg.so.11) occur
 tree, as a whole name or the tail of one (the next byte no letter, digit or `_`, so "curandStateXORWOW",
 a type in cuDNN's kernels, names no library), can never be loaded. Candidates are taken until none is left,
 since a library named only by another candidate goes with it (NVRTC's alt build names its builtins).
-Anything a package added to the lock names (PyTorch's libraries name cuRAND) stays.
+Anything a package added to the same lock names (PyTorch's libraries name cuRAND) stays; the dev tree is
+not consulted for the runtime tree (nothing of the gpu dev image names a library this leaves out).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ def nvidia_libraries(site: Path) -> dict[Path, str]:
     """Each ELF shared object of NVIDIA's wheels (`nvidia/<package>/lib`) -> its stem: no "lib", no ".so"."""
     found = {}
     for path in sorted(site.glob("nvidia/*/lib/lib*.so*")):
-        if path.is_file() and not path.is_symlink() and path.open("rb").read(4) == ELF_MAGIC:
-            found[path] = path.name[len("lib") :].split(".so", 1)[0]
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as file:
+                if file.read(4) == ELF_MAGIC:
+                    found[path] = path.name[len("lib") :].split(".so", 1)[0]
     return found
 
 
