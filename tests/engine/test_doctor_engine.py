@@ -31,7 +31,9 @@ def status_of(output: str, name: str) -> str:
 def test_doctor_prints_every_check_and_a_cpu_only_engine_only_warns_about_gpus(client):
     with containers_created(client, "doctor") as created:
         result = run_doctor()
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]  # warnings do not fail
+    # Warnings do not fail. The disk row reads the machine's free space, not the code: a short disk may fail.
+    short_of_disk = status_of(result.stdout, doctor.DISK) == doctor.FAIL
+    assert result.returncode == int(short_of_disk), result.stdout[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stdout + result.stderr
     for name in (doctor.ENGINE, doctor.SOCKET, doctor.BUILDKIT, doctor.SHM, *doctor.ENGINE_CHECKS):
         assert name in result.stdout

@@ -273,20 +273,25 @@ def test_shm_size_warns_below_1g_and_fails_when_invalid(size, status):
 
 
 @pytest.mark.parametrize(
-    ("free_bytes", "status"),
+    ("variant", "free_bytes", "status"),
     [
-        (100 * GIB, OK),
-        (20 * GIB, OK),
-        (20 * GIB - 1, WARN),
-        (10 * GIB, WARN),
-        (10 * GIB - 1, FAIL),
-        (0, FAIL),
+        ("cpu", 100 * GIB, OK),
+        ("cpu", 8 * GIB, OK),
+        ("cpu", 8 * GIB - 1, WARN),
+        ("cpu", 4 * GIB, WARN),
+        ("cpu", 4 * GIB - 1, FAIL),
+        ("cpu", 0, FAIL),
+        ("gpu", 24 * GIB, OK),
+        ("gpu", 24 * GIB - 1, WARN),
+        ("gpu", 12 * GIB, WARN),
+        ("gpu", 12 * GIB - 1, FAIL),
     ],
 )
-def test_disk_fails_below_10_gib_and_warns_below_20_gib(free_bytes, status):
-    check = doctor.disk_check("in /var/lib/docker", free_bytes)
+def test_disk_fails_below_one_build_of_the_variant_and_warns_below_two(variant, free_bytes, status):
+    check = doctor.disk_check("in /var/lib/docker", free_bytes, variant)
     assert check.status == status
     assert check.status == OK or "docker builder prune" in check.fix
+    assert check.status == OK or f"{variant} images" in check.detail
 
 
 @pytest.mark.parametrize(("state", "status"), [("fresh", OK), ("stale", WARN), ("missing", WARN)])
