@@ -36,14 +36,15 @@ class Curve:
 
 
 def evaluation_steps(steps_per_epoch: int, epochs: int, frequent_epochs: int) -> list[list[int]]:
-    """Each epoch's evaluation points, as global step counts: EVALS_PER_EPOCH evenly spaced ones in the
-    first `frequent_epochs` epochs (where time to 90% is decided), and every epoch's end."""
-    every = max(1, steps_per_epoch // EVALS_PER_EPOCH)
+    """Each epoch's evaluation points, as global step counts: EVALS_PER_EPOCH evenly spaced over each of the
+    first `frequent_epochs` epochs (where time to 90% is decided), the last at its end; every later epoch's
+    end. Spaced within the epoch, not by global step, so that none falls a step short of an epoch's end."""
     schedule = []
     for epoch in range(epochs):
         start, end = epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch
-        frequent = range((start // every + 1) * every, end, every) if epoch < frequent_epochs else []
-        schedule.append([*frequent, end])
+        parts = range(1, EVALS_PER_EPOCH) if epoch < frequent_epochs else []
+        within = sorted({start + round(part * steps_per_epoch / EVALS_PER_EPOCH) for part in parts})
+        schedule.append([*(step for step in within if start < step < end), end])
     return schedule
 
 

@@ -12,11 +12,12 @@ import accuracy_curve
 
 
 def test_the_first_epochs_are_evaluated_four_times_and_the_later_ones_at_their_end() -> None:
-    # 54,000 training images in batches of 128: 421 steps an epoch, an evaluation every 105 global steps
-    # (as the curves so far have them: the fourth falls a step or two before the epoch's end).
+    # 54,000 training images in batches of 128: 421 steps an epoch, evaluated at its quarters (105.25 steps
+    # apart, rounded) and its end; never a step before the end as well (the curves before 2026-12-06 have
+    # both 420 and 421).
     assert accuracy_curve.evaluation_steps(421, 4, frequent_epochs=2) == [
-        [105, 210, 315, 420, 421],
-        [525, 630, 735, 840, 842],
+        [105, 210, 316, 421],
+        [526, 631, 737, 842],
         [1263],
         [1684],
     ]
