@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import run_module
+from containerlib import run_module
 
 from tfdock import train
 

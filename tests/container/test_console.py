@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SRC
+from containerlib import SRC
 
 from tfdock import quiet_start, train
 from tfdock.progress_line import MIN_REDRAW_INTERVAL_S, PROGRESS_ENV, ProgressLine

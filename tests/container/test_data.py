@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import idx_bytes, run_module, write_idx_set
+from containerlib import idx_bytes, run_module, write_idx_set
 
 from tfdock import data
 from tfdock.errors import DataError

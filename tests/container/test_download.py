@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_module
+from containerlib import run_module
 
 from tfdock import data
 from tfdock.errors import DataError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import idx_bytes, run_module
+from containerlib import idx_bytes, run_module
 from PIL import Image
 
 from tfdock import data

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from conftest import SRC, train_args
+from containerlib import SRC, train_args
 
 from tfdock import runs
 from tfdock.errors import OutputError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import run_module
+from containerlib import run_module
 from nbclient import NotebookClient
 
 STARTER = Path(__file__).resolve().parents[2] / "notebooks" / "starter.ipynb"

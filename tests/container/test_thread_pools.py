@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SRC
+from containerlib import SRC
 
 from tfdock import runtime
 

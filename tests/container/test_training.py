@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import SRC, TEST_SUBSET, TRAIN_SUBSET, run_module, train_args
+from containerlib import SRC, TEST_SUBSET, TRAIN_SUBSET, run_module, train_args
 
 from tfdock import model as cnn
 from tfdock import train

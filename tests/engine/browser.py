@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import ROOT, start_invoke
+from enginelib import ROOT, start_invoke
 
 # Debian's by default; another Chromium and its matching driver by these variables (GitHub's runners).
 CHROMIUM = Path(os.environ.get("TFDOCK_CHROMIUM", "/usr/bin/chromium"))

@@ -1,4 +1,8 @@
-"""Fixtures for the real-engine suite: the engine, the project's images, and `invoke` run as a user would."""
+"""What the real-engine suite and the fault suite share: `invoke` run as a user would, waits on what the
+engine does, the pacing of tests that act "while it trains", and the fixtures (the engine, the project's
+images, the real data). Tests import the helpers from here; each suite's conftest.py registers the fixtures
+by importing them.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +26,13 @@ from tfdock_host import engine, image, run, settings
 ROOT = settings.ROOT
 SEED = os.environ.get("TFDOCK_FAULT_SEED", "7")
 
-# A suite started in the background of a script (`cmd &` without job control) inherits SIGINT ignored, and
-# so would every task it starts: Python then installs no Ctrl-C handler and the tests' SIGINT does nothing.
-# The tasks must see SIGINT as a terminal gives it (the fault suite loads this module too).
-if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+def restore_ctrl_c() -> None:
+    """A suite started in the background of a script (`cmd &` without job control) inherits SIGINT ignored,
+    and so would every task it starts: Python then installs no Ctrl-C handler and the tests' SIGINT does
+    nothing. The tasks must see SIGINT as a terminal gives it."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

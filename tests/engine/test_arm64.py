@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import invoke
+from enginelib import invoke
 
 from tfdock_host import image
 

@@ -24,7 +24,7 @@ from browser import (
     wait_for_element,
     wait_for_text,
 )  # fmt: skip
-from conftest import ROOT, free_port, invoke
+from enginelib import ROOT, free_port, invoke
 
 from tfdock_host.run import IMAGE_USER_IDS_WHEN_ROOT
 

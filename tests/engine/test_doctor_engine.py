@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import containers_created, invoke, still_there
+from enginelib import containers_created, invoke, still_there
 
 from tfdock_host import doctor, engine
 

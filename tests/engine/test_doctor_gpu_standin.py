@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import containers_created, invoke, still_there
+from enginelib import containers_created, invoke, still_there
 
 from tfdock_host import doctor, gpu_compat, image
 

@@ -16,8 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, invoke
 from dap_client import DapClient
+from enginelib import ROOT, free_port, invoke
 from invoke.util import yaml  # PyYAML, vendored by invoke: the host tools have no other
 
 from tfdock_host import engine, run, workbench

@@ -16,7 +16,7 @@ import typing
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import ROOT, invoke
+from enginelib import ROOT, invoke
 
 from tfdock_host import image
 

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, containers_mounting, invoke, wait_for
 from docker.errors import ImageNotFound
+from enginelib import ROOT, containers_mounting, invoke, wait_for
 
 from tfdock_host import receipt
 

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, STEP_DELAY_S, containers_mounting, free_port, invoke, limit_train, start_invoke
+from enginelib import ROOT, STEP_DELAY_S, containers_mounting, free_port, invoke, limit_train, start_invoke
 
 from tfdock_host import engine, run
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import (
+from enginelib import (
     ROOT,
     containers_mounting,
     invoke,

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, invoke, limit_train, step_delay_for, steps_per_epoch
+from enginelib import ROOT, invoke, limit_train, step_delay_for, steps_per_epoch
 
 pytestmark = pytest.mark.engine
 

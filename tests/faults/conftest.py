@@ -8,34 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 
+import faultlib  # noqa: F401  (first: it puts the engine suite's enginelib on the path)
 import pytest
-from faultlib import ENGINE
+from enginelib import (  # noqa: F401  (pytest registers the fixtures a conftest names)
+    client,
+    dev_image,
+    fashion_mnist,
+    project_settings,
+    restore_ctrl_c,
+    rng,
+    runtime_image,
+    scratch,
+)
 
-# Shared with the engine suite, not copied; pytest registers the fixtures it finds in this module.
-project_settings = ENGINE.project_settings
-client = ENGINE.client
-runtime_image = ENGINE.runtime_image
-dev_image = ENGINE.dev_image
-fashion_mnist = ENGINE.fashion_mnist
-scratch = ENGINE.scratch
-rng = ENGINE.rng  # each test's own, seeded from TFDOCK_FAULT_SEED and its id
-# Collected together with tests/engine, pytest keeps one module named `conftest` (the last one loaded), and
-# the engine suite imports these from it.
-ROOT = ENGINE.ROOT
-invoke = ENGINE.invoke
-project_containers = ENGINE.project_containers
-containers_mounting = ENGINE.containers_mounting
-STEP_DELAY_S = ENGINE.STEP_DELAY_S
-limit_train = ENGINE.limit_train
-steps_per_epoch = ENGINE.steps_per_epoch
-step_delay_for = ENGINE.step_delay_for
-wait_until_it_reaches_the_engine = ENGINE.wait_until_it_reaches_the_engine
-wait_for = ENGINE.wait_for
-containers_created = ENGINE.containers_created
-still_there = ENGINE.still_there
-project_networks = ENGINE.project_networks
-free_port = ENGINE.free_port
-start_invoke = ENGINE.start_invoke
+restore_ctrl_c()
 
 
 @dataclasses.dataclass

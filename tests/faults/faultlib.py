@@ -1,39 +1,22 @@
-"""Helpers for the fault-injection suite, in a module of its own: both suites' conftests are `conftest`."""
+"""Helpers of the fault-injection suite, on top of the engine suite's (tests/engine/enginelib.py): tiny
+paced training runs, exit statuses as a shell reports them, and the house rule for an expected failure."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
+# The suite shares the engine suite's support module (its helpers and fixtures), which lives beside that
+# suite's tests: run alone, pytest puts only tests/faults on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+import enginelib
 
-def _load_engine_conftest():
-    """tests/engine/conftest.py under its own module name, for its fixtures and helpers."""
-    path = Path(__file__).resolve().parents[1] / "engine" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("tfdock_engine_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ENGINE = _load_engine_conftest()
-ROOT = ENGINE.ROOT
-invoke = ENGINE.invoke
-containers_mounting = ENGINE.containers_mounting
-wait_for = ENGINE.wait_for
-start_invoke = ENGINE.start_invoke
-still_there = ENGINE.still_there
-project_networks = ENGINE.project_networks
-wait_until_it_reaches_the_engine = ENGINE.wait_until_it_reaches_the_engine
-STEP_DELAY_S = ENGINE.STEP_DELAY_S
+STEP_DELAY_S = enginelib.STEP_DELAY_S
 # Small enough to keep a run to seconds on two shared cores, big enough for a few steps per epoch.
-LIMIT_TRAIN = ENGINE.limit_train(1000)
+LIMIT_TRAIN = enginelib.limit_train(1000)
 TINY_TRAINING = ["--limit-train", str(LIMIT_TRAIN), "--limit-test", "200"]
-STEPS_PER_EPOCH = ENGINE.steps_per_epoch(LIMIT_TRAIN)
-step_delay_for = ENGINE.step_delay_for
+STEPS_PER_EPOCH = enginelib.steps_per_epoch(LIMIT_TRAIN)
 
 
 def paced(step_delay: float = STEP_DELAY_S) -> list[str]:

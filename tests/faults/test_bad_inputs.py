@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from faultlib import assert_one_line_error, invoke
+from enginelib import invoke
+from faultlib import assert_one_line_error
 
 pytestmark = pytest.mark.faults
 

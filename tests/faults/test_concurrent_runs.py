@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from faultlib import containers_mounting, start_invoke, train_args
+from enginelib import containers_mounting, start_invoke
+from faultlib import train_args
 
 pytestmark = pytest.mark.faults
 

@@ -15,19 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from faultlib import (
-    ROOT,
-    STEPS_PER_EPOCH,
-    containers_mounting,
-    error_lines,
-    exit_status,
-    invoke,
-    paced,
-    start_invoke,
-    step_delay_for,
-    train_args,
-    wait_for,
-)
+from enginelib import ROOT, containers_mounting, invoke, start_invoke, step_delay_for, wait_for
+from faultlib import STEPS_PER_EPOCH, error_lines, exit_status, paced, train_args
 
 from tfdock_host import run
 

@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from faultlib import assert_one_line_error, invoke, train_args
+from enginelib import invoke
+from faultlib import assert_one_line_error, train_args
 
 pytestmark = pytest.mark.faults
 

@@ -7,19 +7,16 @@ import signal
 import time
 
 import pytest
-from faultlib import (
-    STEPS_PER_EPOCH,
+from enginelib import (
     containers_mounting,
-    interrupt,
-    paced,
     project_networks,
     start_invoke,
     step_delay_for,
     still_there,
-    train_args,
     wait_for,
     wait_until_it_reaches_the_engine,
 )
+from faultlib import STEPS_PER_EPOCH, interrupt, paced, train_args
 
 pytestmark = pytest.mark.faults
 
