@@ -3,6 +3,7 @@ attached to debugpy in a training container, and the TensorFlow profiler's trace
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from dap_client import DapClient
+from docker.errors import ImageNotFound
 from enginelib import ROOT, free_port, invoke
 from invoke.util import yaml  # PyYAML, vendored by invoke: the host tools have no other
 
@@ -169,8 +171,17 @@ def test_devcontainer_cli_builds_from_cache_and_runs_tensorflow(
         cleaned = {built.id for built in workbench.devcontainer_images(client)}
         assert container.image.id in cleaned and client.images.get(dev_image).id not in cleaned
     finally:
+        # The CLI names its images after the checkout (vsc-<folder>-<hash>, and the container's with -uid):
+        # a clean clone's names would stay behind for good, two more per CI run. Removing the names leaves
+        # the layers that other names share.
+        names = set()
         for container in client.containers.list(all=True, filters={"label": labels}):
+            name = container.attrs["Config"]["Image"]
+            names |= {name, name.removesuffix("-uid")} if name.startswith("vsc-") else set()
             container.remove(force=True)
+        for name in names:
+            with contextlib.suppress(ImageNotFound):
+                client.images.remove(name)
     assert client.containers.list(all=True, filters={"label": labels}) == []
 
 
