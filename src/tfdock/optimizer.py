@@ -4,7 +4,7 @@ the rate is scaled up for several replicas, and the loss scale's holder under mi
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeAlias
 
 import keras
 
@@ -16,6 +16,10 @@ from tfdock.config import TrainConfig
 ONECYCLE_WARMUP_EPOCHS = 0.3
 ONECYCLE_MAX_WARMUP_FRACTION = 0.25  # for very short runs
 ONECYCLE_START_DIVISOR = 10  # warm up from peak/10
+
+Schedule: TypeAlias = (
+    float | keras.optimizers.schedules.LearningRateSchedule
+)  # a constant rate, or one by step
 
 
 def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
@@ -43,7 +47,7 @@ class ReplicaWarmup(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(
         self,
-        schedule: float | keras.optimizers.schedules.LearningRateSchedule,
+        schedule: Schedule,
         warmup_steps: int,
         replicas: int,
     ) -> None:
@@ -77,10 +81,10 @@ class ReplicaWarmup(keras.optimizers.schedules.LearningRateSchedule):
 
 def learning_rate_schedule(
     config: TrainConfig, peak: float, steps_per_epoch: int, replicas: int = 1
-) -> float | keras.optimizers.schedules.LearningRateSchedule:
+) -> Schedule:
     """The rate by global step; `peak` is already scaled for `replicas` (see replica_warmup_steps)."""
     total_steps = steps_per_epoch * config.epochs
-    schedule: float | keras.optimizers.schedules.LearningRateSchedule
+    schedule: Schedule
     if config.lr_schedule == "constant":
         schedule = peak
     elif config.lr_schedule == "restarts":
@@ -105,10 +109,21 @@ def learning_rate_schedule(
     return ReplicaWarmup(schedule, ramp, replicas) if ramp else schedule
 
 
+def rate_at(schedule: Schedule, step: int) -> float:
+    """The rate of global step `step` (counted from 0). An optimizer's `learning_rate` is the rate of the
+    step it takes next: read after an epoch that ends a restart cycle, it is already the next cycle's peak."""
+    return float(schedule(step)) if callable(schedule) else schedule
+
+
 def make_optimizer(
     config: TrainConfig, env: runtime.Runtime, steps_per_epoch: int
 ) -> keras.optimizers.Optimizer:
+    """Adam on the run's schedule (for callers that need only the optimizer)."""
     schedule = learning_rate_schedule(config, env.learning_rate, steps_per_epoch, env.replicas)
+    return optimizer_for(schedule, env)
+
+
+def optimizer_for(schedule: Schedule, env: runtime.Runtime) -> keras.optimizers.Optimizer:
     optimizer: keras.optimizers.Optimizer = keras.optimizers.Adam(schedule)
     if env.loss_scaled:
         # Holds the scale and its growth counter (checkpointed with the optimizer); the Trainer's step

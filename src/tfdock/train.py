@@ -30,7 +30,7 @@ from tfdock import model as cnn
 from tfdock.config import TrainConfig, parse_args
 from tfdock.errors import ConfigError
 from tfdock.files import write_text_atomically
-from tfdock.optimizer import make_optimizer, replica_warmup_steps
+from tfdock.optimizer import learning_rate_schedule, optimizer_for, rate_at, replica_warmup_steps
 from tfdock.progress_line import ProgressLine, live_from_environment
 from tfdock.trainer import Trainer
 
@@ -95,7 +95,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     print(env.summary(replica_warmup_steps(config, steps_per_epoch, env.replicas)), flush=True)
     with env.strategy.scope():
         model = cnn.build(config)
-        optimizer = make_optimizer(config, env, steps_per_epoch)
+        schedule = learning_rate_schedule(config, env.learning_rate, steps_per_epoch, env.replicas)
+        optimizer = optimizer_for(schedule, env)
         epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
         inference_model = cnn.for_inference(model, config)
     trainer = Trainer(model, optimizer, env, config.label_smoothing, inference_model)
@@ -171,7 +172,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             scalars = {
                 "loss": loss,
                 "accuracy": accuracy,
-                "learning_rate": float(optimizer.learning_rate),
+                "learning_rate": rate_at(schedule, end - 1),  # the epoch's last step's
                 "images_per_second": steps_per_epoch * env.global_batch_size / training_seconds,
                 "training_seconds": training_seconds,
             }

@@ -17,10 +17,23 @@ import tensorflow as tf
 from containerlib import SRC, TEST_SUBSET, TRAIN_SUBSET, run_module, train_args
 
 from tfdock import model as cnn
-from tfdock import train
+from tfdock import optimizer, train
 from tfdock.config import TrainConfig
 
 pytestmark = pytest.mark.slow
+
+
+def test_each_epoch_reports_the_learning_rate_of_its_last_step(trained_run: Path) -> None:
+    # 2 epochs of `restarts` are one cosine cycle: the first ends mid-way down, the second at its bottom. The
+    # optimizer's own learning_rate, read after the last step, is the next cycle's peak (what was reported).
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    config = TrainConfig.from_json_file(trained_run / "config.json")
+    steps_per_epoch = (TRAIN_SUBSET - round(TRAIN_SUBSET * config.validation_split)) // config.batch_size
+    schedule = optimizer.learning_rate_schedule(config, config.learning_rate, steps_per_epoch)
+    reported = [epoch["learning_rate"] for epoch in metrics["history"]]
+    assert reported == pytest.approx([float(schedule(steps_per_epoch * n - 1)) for n in (1, 2)])
+    assert reported[0] == pytest.approx(config.learning_rate / 2, rel=0.05)
+    assert reported[1] < config.learning_rate / 1000
 
 
 def _same_weights(run_a: Path, run_b: Path) -> bool:
