@@ -1,14 +1,8 @@
-"""The real-engine suite's fixtures: enginelib's (pytest registers the fixtures a conftest names)."""
+"""The real-engine suite's fixtures: enginelib's, registered for the session."""
 
-from enginelib import (  # noqa: F401
-    client,
-    dev_image,
-    fashion_mnist,
-    project_settings,
-    restore_ctrl_c,
-    rng,
-    runtime_image,
-    scratch,
-)
+import enginelib
+import pytest
 
-restore_ctrl_c()
+
+def pytest_configure(config: pytest.Config) -> None:
+    enginelib.register(config)

@@ -1,7 +1,6 @@
 """What the real-engine suite and the fault suite share: `invoke` run as a user would, waits on what the
 engine does, the pacing of tests that act "while it trains", and the fixtures (the engine, the project's
-images, the real data). Tests import the helpers from here; each suite's conftest.py registers the fixtures
-by importing them.
+images, the real data). Tests import the helpers from here; each suite's conftest.py calls `register`.
 """
 
 from __future__ import annotations
@@ -27,10 +26,16 @@ ROOT = settings.ROOT
 SEED = os.environ.get("TFDOCK_FAULT_SEED", "7")
 
 
-def restore_ctrl_c() -> None:
-    """A suite started in the background of a script (`cmd &` without job control) inherits SIGINT ignored,
+def register(config: pytest.Config) -> None:
+    """Makes this module a plugin of the session, so that its fixtures serve every test (once: the engine
+    and fault suites' conftests both call this, and may be collected together), and restores Ctrl-C.
+
+    A suite started in the background of a script (`cmd &` without job control) inherits SIGINT ignored,
     and so would every task it starts: Python then installs no Ctrl-C handler and the tests' SIGINT does
     nothing. The tasks must see SIGINT as a terminal gives it."""
+    this = sys.modules[__name__]
+    if not config.pluginmanager.is_registered(this):
+        config.pluginmanager.register(this, "tfdock-enginelib")
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 

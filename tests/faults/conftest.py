@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import faultlib  # noqa: F401  (first: it puts the engine suite's enginelib on the path)
 import pytest
-from enginelib import (  # noqa: F401  (pytest registers the fixtures a conftest names)
-    client,
-    dev_image,
-    fashion_mnist,
-    project_settings,
-    restore_ctrl_c,
-    rng,
-    runtime_image,
-    scratch,
-)
+from faultlib import enginelib  # faultlib puts the engine suite's enginelib on the path
 
-restore_ctrl_c()
+
+def pytest_configure(config: pytest.Config) -> None:
+    enginelib.register(config)
 
 
 @dataclasses.dataclass
