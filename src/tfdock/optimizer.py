@@ -17,9 +17,8 @@ ONECYCLE_WARMUP_EPOCHS = 0.3
 ONECYCLE_MAX_WARMUP_FRACTION = 0.25  # for very short runs
 ONECYCLE_START_DIVISOR = 10  # warm up from peak/10
 
-Schedule: TypeAlias = (
-    float | keras.optimizers.schedules.LearningRateSchedule
-)  # a constant rate, or one by step
+# A constant rate, or one by step.
+Schedule: TypeAlias = float | keras.optimizers.schedules.LearningRateSchedule
 
 
 def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
