@@ -262,8 +262,9 @@ def run_dirs(outputs: Path) -> set[Path]:
 
 def find_run_dir(outputs: Path, named: str, before: set[Path]) -> Path | None:
     """The run dir the entry point made: the one named for it, else the one new since it started. None when
-    it made none (it failed first): an older run's receipt is never overwritten."""
-    if named:
-        return outputs / named if (outputs / named).is_dir() else None
+    it made none (it failed first, or refused a name an older run has): an older run's receipt is never
+    overwritten."""
     new = run_dirs(outputs) - before
+    if named:
+        return outputs / named if outputs / named in new else None
     return new.pop() if len(new) == 1 else None

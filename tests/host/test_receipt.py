@@ -74,6 +74,7 @@ def test_the_run_dir_is_the_named_one_or_the_single_new_one_never_an_older_run(t
     before = receipt.run_dirs(tmp_path)
     assert receipt.find_run_dir(tmp_path, "", before) is None
     assert receipt.find_run_dir(tmp_path, "mine", before) is None  # it failed before making its dir
+    assert receipt.find_run_dir(tmp_path, "old", before) is None  # it refused the name of an older run
     (tmp_path / "new").mkdir()
     assert receipt.find_run_dir(tmp_path, "", before) == tmp_path / "new"
     (tmp_path / "mine").mkdir()
