@@ -4,12 +4,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
+import re
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NoReturn
 
 from tfdock.errors import ConfigError, Interrupted, TfdockError
+
+# Set by tfdock's tasks: JSON {mount point: host dir}, so that an error names a path the user can see
+# ("/home/me/project/outputs/run", not "/outputs/run"). Unset when run natively, where paths are the host's.
+HOST_PATHS_ENV = "TFDOCK_HOST_PATHS"
+
+
+def as_the_host_sees(text: str, host_paths: Mapping[str, str] | None = None) -> str:
+    """`text` with each mount point that starts a path (`/data`, `/data/x`; not `/database`, `/x/data`)
+    replaced by the host dir mounted there; `host_paths` defaults to what the task set in HOST_PATHS_ENV."""
+    host_paths = _host_paths() if host_paths is None else host_paths
+    if not host_paths:
+        return text
+    targets = "|".join(re.escape(target) for target in sorted(host_paths, key=len, reverse=True))
+    path = re.compile(rf"(?<![\w./-])(?:{targets})(?![\w.-])")
+    return path.sub(lambda match: host_paths[match.group()], text)
+
+
+def _host_paths() -> dict[str, str]:
+    try:
+        host_paths = json.loads(os.environ.get(HOST_PATHS_ENV) or "{}")
+    except ValueError:
+        return {}  # only ever written by tfdock's tasks; a garbled value leaves the message as it is
+    return host_paths if isinstance(host_paths, dict) else {}
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -62,7 +88,7 @@ def run(command: Callable[[Sequence[str] | None], None], argv: Sequence[str] | N
     try:
         command(argv)
     except TfdockError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {as_the_host_sees(str(error))}", file=sys.stderr)
         return error.exit_code
     except Interrupted as interrupt:
         print(f"interrupted by {signal.Signals(interrupt.signum).name}", file=sys.stderr)

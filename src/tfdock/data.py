@@ -287,7 +287,8 @@ def _command(argv: Sequence[str] | None) -> None:
     args = parser.parse_args(argv)
     if args.command == "download":
         fetched = download(args.dataset, args.data_dir, args.mirror)
-        print(f"{args.dataset}: {len(fetched)} file(s) downloaded, all 4 verified in {args.data_dir}")
+        shown = cli.as_the_host_sees(str(args.data_dir))
+        print(f"{args.dataset}: {len(fetched)} file(s) downloaded, all 4 verified in {shown}")
     else:
         splits = load(args.data_dir, args.dataset)
         print(

@@ -98,7 +98,8 @@ def _command(argv: Sequence[str] | None) -> None:
         title,
         output_dir / "confusion_matrix.png",
     )
-    print(f"{title}, loss {results['loss']:.4f} — {output_dir}/evaluation.json, confusion_matrix.png")
+    shown = cli.as_the_host_sees(str(output_dir))
+    print(f"{title}, loss {results['loss']:.4f} — {shown}/evaluation.json, confusion_matrix.png")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ Nothing here touches the host or the engine: run.py executes a spec.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import shlex
@@ -46,6 +47,8 @@ RUNTIME_ENVIRONMENT = {
 }
 # live: the entry point may rewrite one progress line in place (the host's stdout is a terminal); plain.
 PROGRESS_VARIABLE = "TFDOCK_PROGRESS"
+# JSON {mount point: host dir}: the entry points' messages name paths as the host sees them (tfdock.cli).
+HOST_PATHS_VARIABLE = "TFDOCK_HOST_PATHS"
 PROJECT_LABEL = "io.tfdock.project"
 TASK_LABEL = "io.tfdock.task"
 DEBUG_PORT = 5678
@@ -152,12 +155,13 @@ def task_spec(
         command = _under_debugger(command)
         network, ports = "bridge", {**(ports or {}), DEBUG_PORT: DEBUG_PORT}
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    mounts += extra_mounts
     return RunSpec(
         image=image,
         command=tuple(command),
         name=f"tfdock-{task}-{run_id}",
         labels={PROJECT_LABEL: "tfdock", TASK_LABEL: task, "io.tfdock.root": str(ROOT)},
-        mounts=(*mounts, *extra_mounts),
+        mounts=tuple(mounts),
         user=invoking_user(),
         environment={
             **RUNTIME_ENVIRONMENT,
@@ -165,6 +169,7 @@ def task_spec(
             "TFDOCK_IMAGE": image,
             # On a terminal, progress may rewrite one live line (\r); in a log, plain lines.
             PROGRESS_VARIABLE: "live" if tty else "plain",
+            HOST_PATHS_VARIABLE: json.dumps({mount.target: str(mount.source) for mount in mounts}),
             **gpu_environment,
             **(environment or {}),
         },

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from containerlib import run_module
 
-from tfdock import train
+from tfdock import cli, train
 
 
 @pytest.mark.parametrize(
@@ -71,6 +72,35 @@ def test_existing_run_name_is_refused(
     ]
     assert train.main(args) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_an_error_names_the_path_as_the_host_sees_it(
+    tmp_path: Path, fashion_dir: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `invoke train` sets: tmp_path plays the mount point, the host dir is one the container never sees.
+    monkeypatch.setenv(cli.HOST_PATHS_ENV, json.dumps({str(tmp_path): "/home/me/project/outputs"}))
+    (tmp_path / "taken").mkdir()
+    args = ["--data-dir", str(fashion_dir), "--output-dir", str(tmp_path), "--run-name", "taken"]
+    assert train.main(args) == 2
+    assert capsys.readouterr().err == (
+        "error: run dir /home/me/project/outputs/taken already exists — use --resume or another --run-name\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/outputs/run-1: cannot read", "/srv/out/run-1: cannot read"),
+        ("data dir /data is not writable", "data dir /home/me/data is not writable"),
+        ("/data: cannot read; /outputs full", "/home/me/data: cannot read; /srv/out full"),
+        ("/database, /x/data, ./data, /data-2 and /data.gz are other paths", None),
+    ],
+)
+def test_only_mount_points_that_start_a_path_are_named_as_the_host_sees_them(
+    text: str, expected: str | None
+) -> None:
+    host_paths = {"/data": "/home/me/data", "/outputs": "/srv/out"}
+    assert cli.as_the_host_sees(text, host_paths) == (expected or text)
 
 
 def test_evaluate_and_predict_report_bad_inputs_in_one_line(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -20,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from tfdock_host import engine, image, run, settings
+from tfdock_host import engine, image, run, settings, spec
 
 ROOT = settings.ROOT
+# A container path starting a path of its own in a message (host paths may end in .../outputs).
+CONTAINER_PATH = re.compile(rf"(?<![\w./-])(?:{spec.OUTPUT_DIR}|{spec.DATA_DIR})\b")
 SEED = os.environ.get("TFDOCK_FAULT_SEED", "7")
 
 

@@ -8,7 +8,6 @@ import json
 import os
 import pty
 import pwd
-import re
 import secrets
 import select
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from enginelib import (
+    CONTAINER_PATH,
     ROOT,
     containers_mounting,
     invoke,
@@ -47,8 +47,6 @@ STANDIN_DIR = "/usr/local/lib/tfdock-gpu-standin"
 STANDIN_LOG = Path(os.environ.get("TFDOCK_GPU_STANDIN_LOG", "/var/log/tfdock-gpu-standin.log"))
 # What TensorFlow prints as it starts (issue 16 goal 4): hidden unless `invoke train --verbose`.
 TF_START_NOTICES = ("oneDNN custom operations are on", "All log messages before absl::InitializeLog()")
-# A container path standing as a word of its own in a message (host paths may end in .../outputs).
-CONTAINER_PATH = re.compile(rf"(?<![\w./-])(?:{spec.OUTPUT_DIR}|{spec.DATA_DIR})\b")
 
 
 def train(fashion_mnist: Path, output_dir: Path, *options: str, trainer: list[str] = SUBSET, **kwargs):

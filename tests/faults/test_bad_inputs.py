@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from enginelib import invoke
+from enginelib import CONTAINER_PATH, invoke
 from faultlib import assert_one_line_error
 
 pytestmark = pytest.mark.faults
@@ -103,7 +103,21 @@ def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(
 
     assert result.returncode == 2, (result.stdout + result.stderr)[-2000:]
     assert_one_line_error(result)
+    assert CONTAINER_PATH.findall(result.stdout + result.stderr) == [], result.stderr[-2000:]
     assert tree(scratch) == before
+
+
+def test_a_run_name_taken_is_refused_naming_the_run_dir_as_the_host_sees_it(
+    fashion_mnist, runtime_image, scratch
+):
+    taken = scratch / "outputs" / "taken"
+    taken.mkdir(parents=True)
+    args = ["--data-dir", str(fashion_mnist), "--output-dir", str(scratch / "outputs")]
+    result = invoke("train", *args, "--", "--run-name", "taken", timeout=300)
+    assert result.returncode == 2, (result.stdout + result.stderr)[-2000:]
+    assert_one_line_error(result)
+    assert f"error: run dir {taken} already exists" in result.stderr, result.stderr[-2000:]
+    assert list(taken.iterdir()) == []
 
 
 def test_a_container_side_error_reaches_the_hosts_stderr(fashion_mnist, runtime_image, scratch):

@@ -1,5 +1,6 @@
 """The house rules every task's container gets, checked on the RunSpec (plain data, no engine)."""
 
+import json
 import os
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from tfdock_host import gpus, run, settings
 from tfdock_host.errors import UsageError
 from tfdock_host.settings import ROOT
-from tfdock_host.spec import CUDA_CACHE_DIR, PROGRESS_VARIABLE
+from tfdock_host.spec import CUDA_CACHE_DIR, HOST_PATHS_VARIABLE, PROGRESS_VARIABLE
 
 
 @pytest.fixture
@@ -27,6 +28,13 @@ def test_data_is_read_only_outputs_writable_project_read_only(spec, tmp_path):
     assert mounts[run.DATA_DIR].read_only and mounts[run.DATA_DIR].source == tmp_path / "data"
     assert not mounts[run.OUTPUT_DIR].read_only
     assert mounts[run.WORKSPACE].source == ROOT and mounts[run.WORKSPACE].read_only
+
+
+def test_the_container_is_told_where_each_mount_is_on_the_host(spec, tmp_path):
+    # So that its messages name the host's paths (tfdock.cli.as_the_host_sees), never /outputs or /data.
+    host_paths = json.loads(spec.environment[HOST_PATHS_VARIABLE])
+    assert host_paths == {mount.target: str(mount.source) for mount in spec.mounts}
+    assert host_paths[run.OUTPUT_DIR] == str(tmp_path / "outputs") and host_paths[run.WORKSPACE] == str(ROOT)
 
 
 def test_a_spec_is_plain_data_and_its_run_makes_the_host_dirs_so_docker_never_does_as_root(spec, tmp_path):
