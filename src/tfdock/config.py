@@ -20,6 +20,9 @@ FLIP_MODES = ("auto", "on", "off")
 # Datasets whose classes survive a left-right mirror (a mirrored shirt is a shirt; a mirrored 2 is no digit).
 MIRROR_SAFE_DATASETS = ("fashion-mnist",)
 LATEST = "latest"
+# What a resumed run takes from its command line; everything else is the saved run's (its schedule, for one,
+# is sized by its epochs). `steps_per_call` changes no weight, `step_delay` is a test's pacing.
+RESUME_OVERRIDES = ("data_dir", "output_dir", "profile", "download", "step_delay", "steps_per_call")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +84,7 @@ class TrainConfig:
         for name, minimum in minimums.items():
             value = getattr(self, name)
             if value is not None and value < minimum:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= {minimum} (got {value})")
+                raise ConfigError(f"--{_flag(name)} must be >= {minimum} (got {value})")
         if not 0 <= self.step_delay <= 10:
             raise ConfigError(f"--step-delay must be in [0, 10] seconds (got {self.step_delay})")
         if not self.learning_rate > 0:
@@ -113,7 +116,7 @@ class TrainConfig:
             ("flip", FLIP_MODES),
         ):
             if getattr(self, name) not in choices:
-                raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}")
+                raise ConfigError(f"--{_flag(name)} must be one of {', '.join(choices)}")
 
     @property
     def flips_images(self) -> bool:
@@ -153,6 +156,35 @@ class TrainConfig:
             return cls(**fields)
         except (OSError, ValueError, TypeError) as error:
             raise ConfigError(f"{path}: cannot read the run's saved config ({error})") from None
+
+    def resumed(self, saved: TrainConfig, run_dir: Path) -> TrainConfig:
+        """The saved run's config with this command line's RESUME_OVERRIDES. An option this command line
+        sets away from its default and from the saved run's is refused, not silently dropped."""
+        defaults = TrainConfig()
+        refused = [
+            name
+            for name in (field.name for field in dataclasses.fields(self))
+            if name not in (*RESUME_OVERRIDES, "resume")
+            and getattr(self, name) not in (getattr(defaults, name), getattr(saved, name))
+        ]
+        if refused:
+            given = ", ".join(f"--{_flag(name)} {_shown(getattr(self, name))}" for name in refused)
+            kept = ", ".join(f"--{_flag(name)} {_shown(getattr(saved, name))}" for name in refused)
+            raise ConfigError(
+                f"{given} with --resume: a resumed run keeps its saved {kept}",
+                "drop the option to resume, or train a new run without --resume",
+            )
+        overrides = {name: getattr(self, name) for name in RESUME_OVERRIDES}
+        return dataclasses.replace(saved, **overrides, resume=str(run_dir))
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _shown(value: Any) -> str:
+    """A value as its option is written: filters 16,32,128."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def _step_range(text: str) -> tuple[int, int]:

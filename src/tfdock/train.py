@@ -64,17 +64,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     console = ProgressLine(live_from_environment())
     resume_dir = runs.resolve_resume(config) if config.resume else None
     if resume_dir:
-        saved = TrainConfig.from_json_file(resume_dir / "config.json")
-        config = dataclasses.replace(
-            saved,
-            data_dir=config.data_dir,
-            output_dir=config.output_dir,
-            profile=config.profile,
-            download=config.download,
-            step_delay=config.step_delay,  # a test's pacing, not part of the run
-            steps_per_call=config.steps_per_call,  # the same weights whatever it is
-            resume=str(resume_dir),
-        )
+        config = config.resumed(TrainConfig.from_json_file(resume_dir / "config.json"), resume_dir)
     env = runtime.setup(config)
     (train_images, train_labels), validation, test = load_arrays(config)
     run_dir = resume_dir if resume_dir and env.is_chief else runs.prepare(config, env.is_chief)

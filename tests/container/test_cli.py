@@ -74,6 +74,20 @@ def test_existing_run_name_is_refused(
     assert "already exists" in capsys.readouterr().err
 
 
+def test_resume_refuses_options_that_would_change_the_saved_run(
+    trained_run: Path, fashion_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # The shared run trained 2 epochs, flipping after 1; asking for more epochs is refused, not dropped.
+    before = sorted(path.name for path in trained_run.rglob("*"))
+    resume = ["--data-dir", str(fashion_dir), "--output-dir", str(trained_run.parent), "--resume", "shared"]
+    assert train.main([*resume, "--epochs", "5", "--flip-after", "1", "--run-name", "other"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --epochs 5, --run-name other with --resume: a resumed run keeps its saved --epochs 2, "
+        "--run-name shared — drop the option to resume, or train a new run without --resume\n"
+    )
+    assert sorted(path.name for path in trained_run.rglob("*")) == before
+
+
 def test_an_error_names_the_path_as_the_host_sees_it(
     tmp_path: Path, fashion_dir: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
