@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from containerlib import run_module
+from containerlib import run_module, train_args
 
 from tfdock import cli, train
 
@@ -54,26 +54,6 @@ def test_resume_without_a_run_is_an_error(tmp_path: Path, capsys: pytest.Capture
     assert "--resume latest: no run with a config.json" in capsys.readouterr().err
 
 
-def test_existing_run_name_is_refused(
-    tmp_path: Path, fashion_dir: Path, capsys: pytest.CaptureFixture
-) -> None:
-    (tmp_path / "taken").mkdir()
-    args = [
-        "--data-dir",
-        str(fashion_dir),
-        "--output-dir",
-        str(tmp_path),
-        "--run-name",
-        "taken",
-        "--limit-train",
-        "300",
-        "--limit-test",
-        "10",
-    ]
-    assert train.main(args) == 2
-    assert "already exists" in capsys.readouterr().err
-
-
 def test_resume_refuses_options_that_would_change_the_saved_run(
     trained_run: Path, fashion_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -88,17 +68,19 @@ def test_resume_refuses_options_that_would_change_the_saved_run(
     assert sorted(path.name for path in trained_run.rglob("*")) == before
 
 
-def test_an_error_names_the_path_as_the_host_sees_it(
+def test_an_existing_run_name_is_refused_naming_the_dir_as_the_host_sees_it(
     tmp_path: Path, fashion_dir: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    (tmp_path / "taken").mkdir()
+    args = [*train_args(fashion_dir, tmp_path), "--run-name", "taken"]
+    refused = "already exists — use --resume or another --run-name\n"
+    # Run natively: the path as it is.
+    assert train.main(args) == 2
+    assert capsys.readouterr().err == f"error: run dir {tmp_path / 'taken'} {refused}"
     # What `invoke train` sets: tmp_path plays the mount point, the host dir is one the container never sees.
     monkeypatch.setenv(cli.HOST_PATHS_ENV, json.dumps({str(tmp_path): "/home/me/project/outputs"}))
-    (tmp_path / "taken").mkdir()
-    args = ["--data-dir", str(fashion_dir), "--output-dir", str(tmp_path), "--run-name", "taken"]
     assert train.main(args) == 2
-    assert capsys.readouterr().err == (
-        "error: run dir /home/me/project/outputs/taken already exists — use --resume or another --run-name\n"
-    )
+    assert capsys.readouterr().err == f"error: run dir /home/me/project/outputs/taken {refused}"
 
 
 @pytest.mark.parametrize(
