@@ -77,6 +77,9 @@ class TrainConfig:
     flip_after: int = 3
     steps_per_call: int = 1
     step_delay: float = 0.0
+    # The options the command line gave, so that --resume can tell `--epochs 15` from no --epochs at all
+    # (argparse fills in defaults). Not part of the run: neither saved nor compared.
+    given: frozenset[str] = dataclasses.field(default=frozenset(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         minimums = {"epochs": 1, "batch_size": 1, "cpu_devices": 1, "dense": 0, "steps_per_call": 1}
@@ -134,8 +137,14 @@ class TrainConfig:
         """Whether the exported model averages its answers over the mirror image (if it trained on some)."""
         return self.flips_images and self.epochs > self.flip_after
 
+    def as_dict(self) -> dict[str, Any]:
+        """The run's settings, as config.json and metrics.json keep them."""
+        fields = dataclasses.asdict(self)
+        del fields["given"]
+        return fields
+
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self.as_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_json_file(cls, path: Path) -> TrainConfig:
@@ -158,14 +167,14 @@ class TrainConfig:
             raise ConfigError(f"{path}: cannot read the run's saved config ({error})") from None
 
     def resumed(self, saved: TrainConfig, run_dir: Path) -> TrainConfig:
-        """The saved run's config with this command line's RESUME_OVERRIDES. An option this command line
-        sets away from its default and from the saved run's is refused, not silently dropped."""
-        defaults = TrainConfig()
+        """The saved run's config with this command line's RESUME_OVERRIDES. Any other option the command
+        line gave with a value other than the saved run's is refused, not silently dropped."""
         refused = [
             name
             for name in (field.name for field in dataclasses.fields(self))
-            if name not in (*RESUME_OVERRIDES, "resume")
-            and getattr(self, name) not in (getattr(defaults, name), getattr(saved, name))
+            if name in self.given
+            and name not in (*RESUME_OVERRIDES, "resume")
+            and getattr(self, name) != getattr(saved, name)
         ]
         if refused:
             given = ", ".join(f"--{_flag(name)} {_shown(getattr(self, name))}" for name in refused)
@@ -369,10 +378,11 @@ def build_parser() -> ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None) -> TrainConfig:
-    options = vars(build_parser().parse_args(argv))
-    del options["verbose"]  # acted on when the package was imported (quiet_start), not part of the run
-    return TrainConfig(**options)
-
-
-def as_dict(config: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    # Parsed into a namespace holding a marker for every field: argparse then sets only the options given,
+    # and the rest take TrainConfig's defaults (the parser's too).
+    unset = object()
+    fields = [field.name for field in dataclasses.fields(TrainConfig) if field.name != "given"]
+    parsed = build_parser().parse_args(argv, argparse.Namespace(**dict.fromkeys(fields, unset)))
+    given = {name: getattr(parsed, name) for name in fields if getattr(parsed, name) is not unset}
+    # --verbose is not a field: acted on when the package was imported (quiet_start), not part of the run.
+    return TrainConfig(**given, given=frozenset(given))

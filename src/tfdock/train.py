@@ -13,7 +13,6 @@ newest run.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import shutil
 import sys
@@ -128,7 +127,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             "precision": env.precision,
             "replicas": env.replicas,
             "global_batch_size": env.global_batch_size,
-            "config": dataclasses.asdict(config),
+            "config": config.as_dict(),
             "history": progress.history,
         }
         with runs.writing(run_dir):

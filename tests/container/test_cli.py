@@ -57,12 +57,13 @@ def test_resume_without_a_run_is_an_error(tmp_path: Path, capsys: pytest.Capture
 def test_resume_refuses_options_that_would_change_the_saved_run(
     trained_run: Path, fashion_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    # The shared run trained 2 epochs, flipping after 1; asking for more epochs is refused, not dropped.
+    # The shared run trained 2 epochs, flipping after 1. Asking for other epochs is refused, not dropped,
+    # even for the default's 15; the saved run's own --flip-after 1 is no change.
     before = sorted(path.name for path in trained_run.rglob("*"))
     resume = ["--data-dir", str(fashion_dir), "--output-dir", str(trained_run.parent), "--resume", "shared"]
-    assert train.main([*resume, "--epochs", "5", "--flip-after", "1", "--run-name", "other"]) == 2
+    assert train.main([*resume, "--epochs", "15", "--flip-after", "1", "--run-name", "other"]) == 2
     assert capsys.readouterr().err == (
-        "error: --epochs 5, --run-name other with --resume: a resumed run keeps its saved --epochs 2, "
+        "error: --epochs 15, --run-name other with --resume: a resumed run keeps its saved --epochs 2, "
         "--run-name shared — drop the option to resume, or train a new run without --resume\n"
     )
     assert sorted(path.name for path in trained_run.rglob("*")) == before
