@@ -177,7 +177,7 @@ def main() -> int:
             "processor": platform.processor() or platform.machine(),
             "devices": list(env.devices),
         },
-        "tfdock_config": dataclasses.asdict(ours),
+        "tfdock_config": ours.as_dict(),
         "recipes": {recipe.name: run(recipe, env, splits, args.seed, args.quick) for recipe in recipes},
     }
     ours_result, baseline = results["recipes"]["tfdock"], results["recipes"]["keras-io"]
