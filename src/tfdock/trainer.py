@@ -65,6 +65,7 @@ class Trainer:
         )
         self._train_step = tf.function(self._step)
         self._train_steps = tf.function(self._train_steps_fn)
+        self._next_step = tf.function(self._next_step_fn)
         self._eval_step = tf.function(self._eval_step_fn)
 
     @property
@@ -95,6 +96,9 @@ class Trainer:
                 loss = self.loss_scale.scale_loss(loss)
         gradients = tape.gradient(loss, self.model.trainable_variables)
         return gradients, tf.stack([loss_sum, correct, count])
+
+    def _next_step_fn(self, batches: Any) -> None:
+        self._step(*next(batches))
 
     def _train_steps_fn(self, batches: Any, steps: tf.Tensor) -> None:
         for _ in tf.range(steps):
@@ -172,7 +176,12 @@ class Trainer:
 
     def train_steps(self, batches: Any, steps: int) -> None:
         """The next `steps` training steps, on batches from `batches` (an iterator over `distribute`)."""
-        self._train_steps(batches, tf.constant(steps, tf.int64))
+        if steps == 1:
+            # A straight function, as fit's: the while loop of one iteration trained 1.7-3.3% fewer
+            # images/s (docs/recipe.md). The same weights either way.
+            self._next_step(batches)
+        else:
+            self._train_steps(batches, tf.constant(steps, tf.int64))
 
     def take_train_metrics(self) -> tuple[float, float]:
         """(loss, accuracy) over the steps since the last call."""
