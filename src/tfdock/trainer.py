@@ -102,7 +102,7 @@ class Trainer:
 
     def _train_steps_fn(self, batches: Any, steps: tf.Tensor) -> None:
         for _ in tf.range(steps):
-            self._step(*next(batches))
+            self._next_step_fn(batches)
 
     def _step(self, images: Any, labels: Any) -> None:
         if self.loss_scale:
