@@ -23,6 +23,10 @@ LATEST = "latest"
 # What a resumed run takes from its command line; everything else is the saved run's (its schedule, for one,
 # is sized by its epochs). `steps_per_call` changes no weight, `step_delay` is a test's pacing.
 RESUME_OVERRIDES = ("data_dir", "output_dir", "profile", "download", "step_delay", "steps_per_call")
+# What the same options build, saved with each run: 2 since each block pools before its batch norm and the
+# first works at the full 28x28. A checkpoint of a run saved without it (1) holds the same variables as
+# another model of the same options, so resuming it here would train on silently as that other model.
+RECIPE_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +107,7 @@ class TrainConfig:
         if not 1 <= len(self.filters) <= 4 or min(self.filters) < 1:
             raise ConfigError(
                 f"--filters takes 1 to 4 counts >= 1 (got {','.join(map(str, self.filters))})",
-                "the stem and each block halve the 28x28 image",
+                "each block halves the 28x28 image",
             )
         if self.jit_compile and self.deterministic:
             raise ConfigError(
@@ -141,7 +145,7 @@ class TrainConfig:
         """The run's settings, as config.json and metrics.json keep them."""
         fields = dataclasses.asdict(self)
         del fields["given"]
-        return fields
+        return {**fields, "recipe_version": RECIPE_VERSION}
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2, sort_keys=True)
@@ -150,20 +154,17 @@ class TrainConfig:
     def from_json_file(cls, path: Path) -> TrainConfig:
         try:
             fields = json.loads(path.read_text())
-            # Runs saved before these options existed trained without them: resume them the same way.
-            fields.setdefault("label_smoothing", 0.0)
-            fields.setdefault("translate", 0)
-            fields.setdefault("translate_after", 0)
-            fields.setdefault("dense", 0)
-            fields.setdefault("flip", "off")
-            if "width" in fields:  # before --filters: a stem of `width`, then `depth` blocks doubling it
-                width, depth = fields.pop("width"), fields.pop("depth")
-                fields["filters"] = [width * 2**block for block in range(depth + 1)]
+            if fields.pop("recipe_version", 1) != RECIPE_VERSION:
+                raise ConfigError(
+                    f"{path.parent}: trained by an earlier tfdock, whose model differs for the same options: "
+                    "it cannot resume here",
+                    "finish it with the tfdock it started with, or train a new run",
+                )
             fields["filters"] = tuple(fields["filters"])
             if fields.get("profile") is not None:
                 fields["profile"] = tuple(fields["profile"])
             return cls(**fields)
-        except (OSError, ValueError, TypeError) as error:
+        except (OSError, ValueError, TypeError, KeyError) as error:
             raise ConfigError(f"{path}: cannot read the run's saved config ({error})") from None
 
     def resumed(self, saved: TrainConfig, run_dir: Path) -> TrainConfig:
@@ -324,8 +325,8 @@ def build_parser() -> ArgumentParser:
         "--filters",
         type=_counts,
         default=defaults.filters,
-        metavar="STEM,BLOCK,...",
-        help="filters of the stride-2 conv stem, then of each conv + max-pool block (1 to 4 counts)",
+        metavar="BLOCK,BLOCK,...",
+        help="filters of each conv + max-pool block, the first at the full 28x28 (1 to 4 counts)",
     )
     model.add_argument(
         "--dense",

@@ -16,11 +16,14 @@ from tfdock.data import IMAGE_SIDE, NUM_CLASSES
 BATCH_NORM_MOMENTUM = 0.9
 
 
-def _conv_bn_relu(
-    x: keras.KerasTensor, filters: int, batch_norm: bool, strides: int = 1
-) -> keras.KerasTensor:
+def _block(x: keras.KerasTensor, filters: int, batch_norm: bool) -> keras.KerasTensor:
+    """conv 3x3 -> max-pool 2 -> [BN] -> ReLU. Pooling first normalises and rectifies a quarter of the
+    values that conv -> BN -> ReLU -> pool does, and Keras's unfused batch norm is much of a CPU step's cost:
+    1.1-1.2x the images/s (docs/recipe.md). (With BN between them the max and the ReLU do not commute:
+    the two orders are different models, of the same weights.)"""
     # With batch norm the conv bias is redundant (BN's beta takes its place).
-    x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=not batch_norm)(x)
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm)(x)
+    x = keras.layers.MaxPooling2D()(x)
     if batch_norm:
         x = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)(x)
     return keras.layers.ReLU()(x)
@@ -32,22 +35,19 @@ def _dropout(x: keras.KerasTensor, rate: float) -> keras.KerasTensor:
 
 
 def build(config: TrainConfig) -> keras.Model:
-    """A stride-2 conv 3x3 stem, then blocks of conv 3x3 -> [BN] -> ReLU ->
-    max-pool 2 (`filters`: the stem's, then each block's), then [a hidden dense layer of `dense` units] and a
-    dense softmax classifier, with [dropout] before each dense layer.
+    """Blocks of conv 3x3 -> max-pool 2 -> [BN] -> ReLU (`filters`: each block's; the first works at the full
+    28x28), then [a hidden dense layer of `dense` units] and a dense softmax classifier, with [dropout] before
+    each dense layer.
 
     The default 16 -> 32 -> 128 puts the width where the image is small: the 7x7 block is as cheap as the
-    14x14 one with a quarter of its filters. It trains at about the images/s of the keras-io convnet on a
-    2-core CPU and learns more per epoch than 24 -> 48 -> 96, which costs 1.5x as much (docs/recipe.md)."""
+    14x14 one with a quarter of its filters. The first block's 16 filters see one channel, so its full-size
+    convolution is cheap, and it sees every pixel where a stride-2 stem skipped three in four: +0.36 points
+    over three seeds at the same images/s (docs/recipe.md)."""
     pixels = keras.Input(shape=(IMAGE_SIDE, IMAGE_SIDE), name="pixels")
     x = keras.layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1))(pixels)
     x = keras.layers.Rescaling(1 / 255)(x)
-    # Convolutions at the full 28x28 dominate the cost on a CPU; a strided stem does that work at 14x14.
-    stem, *blocks = config.filters
-    x = _conv_bn_relu(x, stem, config.batch_norm, strides=2)
-    for filters in blocks:
-        x = _conv_bn_relu(x, filters, config.batch_norm)
-        x = keras.layers.MaxPooling2D()(x)
+    for filters in config.filters:
+        x = _block(x, filters, config.batch_norm)
     x = keras.layers.Flatten()(x)
     if config.dense:
         # A hidden layer before the classifier: cheap next to the convolutions, and it learns faster per

@@ -3,12 +3,14 @@ with replicas, what the device summary says, and several steps per call giving t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.framework import config as tf_config
 
 from tfdock import data, optimizer, pipeline, runtime, train
 from tfdock import model as cnn
@@ -150,7 +152,20 @@ def test_several_steps_per_call_train_bit_identical_weights(fashion_dir: Path, t
     assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
 
 
+@pytest.fixture
+def op_determinism_off() -> Iterator[None]:
+    """Op determinism is the process's, and TensorFlow's public API can only turn it on: an earlier test's
+    deterministic setup would leave it on here, and XLA has no deterministic max-pool gradient. (A real run
+    sets it up once, and --jit-compile requires --no-deterministic.)"""
+    was_on = tf_config.is_op_determinism_enabled()
+    tf_config.disable_op_determinism()
+    yield
+    if was_on:
+        tf_config.enable_op_determinism()
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("op_determinism_off")
 def test_one_replica_compiles_the_whole_step_with_xla_apply_included(fashion_dir: Path) -> None:
     # A tiny model: XLA's compile time on a CPU is what this test would otherwise spend.
     config = TrainConfig(jit_compile=True, deterministic=False, filters=(4,), dense=0, batch_norm=False)

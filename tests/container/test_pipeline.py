@@ -157,11 +157,21 @@ def test_bad_config_values_are_config_errors(field: str, value: object, message:
     assert message in str(caught.value)
 
 
-def test_a_run_saved_before_filters_and_flips_resumes_as_it_was_trained(tmp_path: Path) -> None:
+def test_a_saved_config_reads_back_as_the_same_run(tmp_path: Path) -> None:
+    config = TrainConfig(filters=(8, 16), translate=2, profile=(3, 5))
+    (tmp_path / "config.json").write_text(config.to_json())
+    assert TrainConfig.from_json_file(tmp_path / "config.json") == config
+
+
+def test_a_run_saved_by_an_earlier_recipe_is_refused_not_resumed_as_another_model(tmp_path: Path) -> None:
+    # Its checkpoint has the same variables as today's model of the same options: it would load, and train on
+    # as a different model.
     saved = json.loads(TrainConfig().to_json())
-    for name in ("filters", "dense", "flip", "flip_after", "label_smoothing", "translate", "translate_after"):
-        saved.pop(name)
-    (tmp_path / "config.json").write_text(json.dumps({**saved, "width": 24, "depth": 2}))
-    config = TrainConfig.from_json_file(tmp_path / "config.json")
-    assert config.filters == (24, 48, 96) and config.dense == 0 and not config.flips_images
-    assert config.label_smoothing == 0.0 and config.translate == 0
+    del saved["recipe_version"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig.from_json_file(tmp_path / "config.json")
+    assert str(caught.value) == (
+        f"{tmp_path}: trained by an earlier tfdock, whose model differs for the same options: it cannot resume "
+        "here — finish it with the tfdock it started with, or train a new run"
+    )

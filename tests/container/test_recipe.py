@@ -57,6 +57,17 @@ def test_fifteen_epochs_of_restarts_end_a_cycle_after_the_first_epoch() -> None:
     assert float(schedule(100)) == pytest.approx(0.004)
 
 
+def test_each_block_pools_before_it_normalises_and_the_first_sees_every_pixel() -> None:
+    model = cnn.build(TrainConfig(filters=(16, 32, 128)))
+    block_layers = (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.BatchNormalization)
+    kinds = [type(layer) for layer in model.layers if isinstance(layer, (*block_layers, keras.layers.ReLU))]
+    assert kinds[:12] == [*block_layers, keras.layers.ReLU] * 3
+    first = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    assert first.strides == (1, 1) and tuple(first.output.shape[1:]) == (28, 28, 16)
+    flatten = next(layer for layer in model.layers if isinstance(layer, keras.layers.Flatten))
+    assert tuple(flatten.output.shape[1:]) == (3 * 3 * 128,)  # 28 -> 14 -> 7 -> 3
+
+
 def test_a_very_short_onecycle_run_still_warms_up_for_at_most_a_quarter_of_it() -> None:
     schedule = optimizer.learning_rate_schedule(TrainConfig(epochs=1, lr_schedule="onecycle"), 0.002, 8)
     assert float(schedule(2)) == pytest.approx(0.002)  # int(8 * 0.25) = 2 warm-up steps, not round(2.4)
