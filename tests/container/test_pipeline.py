@@ -172,6 +172,6 @@ def test_a_run_saved_by_an_earlier_recipe_is_refused_not_resumed_as_another_mode
     with pytest.raises(ConfigError) as caught:
         TrainConfig.from_json_file(tmp_path / "config.json")
     assert str(caught.value) == (
-        f"{tmp_path}: trained by an earlier tfdock, whose model differs for the same options: it cannot resume "
-        "here — finish it with the tfdock it started with, or train a new run"
+        f"{tmp_path}: trained by an earlier tfdock, whose model differs for the same options: "
+        "it cannot resume here — finish it with the tfdock it started with, or train a new run"
     )
