@@ -20,13 +20,17 @@ from enginelib import ROOT, invoke, limit_train, step_delay_for, steps_per_epoch
 
 pytestmark = pytest.mark.engine
 
-SUBSET = ["--limit-train", "2000", "--limit-test", "500"]
+# 2 epochs of 6,000 images (188 steps): after 1 epoch of 2,000 (31 steps) test accuracy is still a coin toss
+# of the seed (one replica against two, in one process: 54 vs 33%, 46 vs 41%, 23 vs 17% for seeds 0-2; the
+# earlier model 64 vs 63%, 63 vs 41%, 20 vs 29%); after 188 steps 88.8 vs 89.0%, 89.0 vs 88.0%, 89.0 vs 89.2%.
+SUBSET = ["--limit-train", "6000", "--limit-test", "500"]
+EPOCHS = 2
 ONE_WORKER = ["--batch-size", "64", "--learning-rate", "0.012"]
 TWO_WORKERS = ["--batch-size", "32", "--learning-rate", "0.006"]
-# Observed: 0.61 (one worker) vs 0.59 (two). Ten points is several times that gap and the 500-image test
-# set's sampling error (about 2 points), yet far below what a broken run shows (no gradient exchange,
-# each worker on the same shard, the learning rate scaled twice): those miss by 20 points or more.
-ACCURACY_TOLERANCE = 0.10
+# Five times the gap observed above. It catches a run that does not learn as one (diverged, stuck near
+# chance), not every broken one: the learning rate scaled twice (88.2-88.8%) or one replica training alone
+# on half the data (85.4-87.8%) land within it; the strategy, replicas and global batch asserted below do.
+ACCURACY_TOLERANCE = 0.05
 CHANCE = 0.10
 
 
@@ -56,17 +60,14 @@ def assert_nothing_left(client, run_dir: Path) -> None:
 
 
 def test_two_workers_train_one_run_as_well_as_one_worker(tmp_path, client, runtime_image, fashion_mnist):
-    single = invoke(
-        *train_args(tmp_path / "one", fashion_mnist, 1, "--epochs", "1"), "--", *SUBSET, *ONE_WORKER
-    )
+    epochs = ["--epochs", str(EPOCHS)]
+    single = invoke(*train_args(tmp_path / "one", fashion_mnist, 1, *epochs), "--", *SUBSET, *ONE_WORKER)
     assert single.returncode == 0, single.stderr
-    double = invoke(
-        *train_args(tmp_path / "two", fashion_mnist, 2, "--epochs", "1"), "--", *SUBSET, *TWO_WORKERS
-    )
+    double = invoke(*train_args(tmp_path / "two", fashion_mnist, 2, *epochs), "--", *SUBSET, *TWO_WORKERS)
     assert double.returncode == 0, double.stderr
 
     for worker in (0, 1):
-        assert f"[worker {worker}] epoch 1/1 " in double.stdout
+        assert f"[worker {worker}] epoch {EPOCHS}/{EPOCHS} " in double.stdout
         assert f"[worker {worker}] test accuracy " in double.stdout
     (run_dir,) = run_dirs(tmp_path / "two")  # the chief's; the other worker wrote to scratch only
     result, reference = metrics(run_dir), metrics(run_dirs(tmp_path / "one")[0])
