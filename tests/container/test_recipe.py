@@ -57,7 +57,7 @@ def test_fifteen_epochs_of_restarts_end_a_cycle_after_the_first_epoch() -> None:
     assert float(schedule(100)) == pytest.approx(0.004)
 
 
-def test_each_block_pools_before_it_normalises_and_the_first_sees_every_pixel() -> None:
+def test_each_block_pools_before_it_normalises_and_the_first_works_at_full_size() -> None:
     model = cnn.build(TrainConfig(filters=(16, 32, 128)))
     block_layers = (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.BatchNormalization)
     kinds = [type(layer) for layer in model.layers if isinstance(layer, (*block_layers, keras.layers.ReLU))]
