@@ -265,14 +265,16 @@ def report(settings: Any, quick: bool, fresh: set[str]) -> None:
         for name in reported
         for figure in read_figures(name)
     ]
+    now = time.gmtime()
     about = {
         "machine": machine(),
         "quick": quick,
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", now),
         "fresh": sorted(fresh),
         "carried_over": [name for name in reported if name not in fresh],
     }
-    dated = RESULTS / f"{time.strftime('%Y-%m-%d')}.json"
+    # Named to the minute: two runs on one day (on two kinds of machine, say) both keep their record.
+    dated = RESULTS / f"{time.strftime('%Y-%m-%dT%H%MZ', now)}.json"
     dated.write_text(
         json.dumps({**about, "figures": [figure.to_dict() for figure in figures]}, indent=2) + "\n"
     )
