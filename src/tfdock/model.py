@@ -42,8 +42,8 @@ def build(config: TrainConfig) -> keras.Model:
     The default 16 -> 32 -> 128 puts the width where the image is small: the 7x7 block is as cheap as the
     14x14 one with a quarter of its filters. The first block's 16 filters see one channel, so its full-size
     convolution is cheap; it computes its features at every position and keeps each 2x2 patch's maximum,
-    where a stride-2 stem computed them at one position in four: +0.36 points over three seeds at the same
-    images/s (docs/recipe.md)."""
+    where a stride-2 stem computed them at one position in four: +0.36 points over three seeds at 1.0-1.3x
+    the images/s, by the CPU (docs/recipe.md)."""
     pixels = keras.Input(shape=(IMAGE_SIDE, IMAGE_SIDE), name="pixels")
     x = keras.layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1))(pixels)
     x = keras.layers.Rescaling(1 / 255)(x)
