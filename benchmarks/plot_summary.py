@@ -1,6 +1,6 @@
 """One picture of a bench run: every figure's ratio to its reference, with its goal marked.
 
-    python benchmarks/plot_summary.py benchmarks/results/<date>.json
+    python benchmarks/plot_summary.py benchmarks/results/<yyyy-mm-ddThhmmZ>.json
 
 Writes benchmarks/results/summary.png (runs in the image: matplotlib lives there, not on the host).
 """
