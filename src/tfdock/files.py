@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def sibling_temp_path(path: Path, kind: str = "tmp") -> Path:
+    """A hidden name next to `path` that no concurrent writer picks. Not the process id: in a container the
+    trainer is pid 1 or near it, so two containers sharing an output dir would write the same temp name."""
+    return path.with_name(f".{path.stem}.{kind}-{secrets.token_hex(4)}{path.suffix}")
 
 
 @contextlib.contextmanager
@@ -15,11 +22,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
     Works for files and directories alike; an existing directory at `path` is swapped out, then removed.
     """
-    temp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    temp = sibling_temp_path(path)
     try:
         yield temp
         if path.is_dir() and not path.is_symlink():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            old = sibling_temp_path(path, "old")
             os.replace(path, old)
             os.replace(temp, path)
             shutil.rmtree(old)

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tfdock.config import LATEST, TrainConfig
 from tfdock.errors import ConfigError, OutputError
-from tfdock.files import write_text_atomically
+from tfdock.files import sibling_temp_path, write_text_atomically
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # TensorFlow's file errors carry the errno only as its text, after the path: look for these in the message.
@@ -56,8 +56,7 @@ def _new_run_name() -> str:
 
 def _point_latest_at(run_dir: Path) -> None:
     latest = run_dir.parent / LATEST
-    temp = run_dir.parent / f".{LATEST}.tmp-{os.getpid()}"
-    temp.unlink(missing_ok=True)
+    temp = sibling_temp_path(latest)
     temp.symlink_to(run_dir.name)  # relative, so it survives a different mount point on the host
     os.replace(temp, latest)
 

@@ -2,7 +2,7 @@
 (the host has no TensorFlow): `python run_files_check.py RUNS_DIR` prints one JSON object per run dir.
 
 A file that does not load raises, so the container exits non-zero with the traceback. Temp files of an
-interrupted atomic write (`.NAME.tmp-PID...`, `ckpt-N_temp/`) are ignored, as the loaders ignore them.
+interrupted atomic write (`.NAME.tmp-RANDOM...`, `ckpt-N_temp/`) are ignored, as the loaders ignore them.
 """
 
 import json
