@@ -34,10 +34,10 @@ def _float32_policy() -> Iterator[None]:
 
 
 def _serving_copy(trained: keras.Model, config: TrainConfig) -> keras.Model:
-    """A float32 copy outside any distribution strategy, so serving needs neither; as evaluated in training
-    (cnn.for_inference)."""
+    """A float32 copy of Keras's own layers outside any distribution strategy, so serving needs neither
+    tfdock nor a strategy; as evaluated in training (cnn.for_inference)."""
     with _float32_policy():
-        plain = cnn.build(config)
+        plain = cnn.build(config, serving=True)
         plain.set_weights(trained.get_weights())
         return cnn.for_inference(plain, config)
 

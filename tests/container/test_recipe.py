@@ -59,13 +59,56 @@ def test_fifteen_epochs_of_restarts_end_a_cycle_after_the_first_epoch() -> None:
 
 def test_each_block_pools_before_it_normalises_and_the_first_works_at_full_size() -> None:
     model = cnn.build(TrainConfig(filters=(16, 32, 128)))
-    block_layers = (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.BatchNormalization)
+    block_layers = (keras.layers.Conv2D, keras.layers.MaxPooling2D, cnn.FusedBatchNorm)
     kinds = [type(layer) for layer in model.layers if isinstance(layer, (*block_layers, keras.layers.ReLU))]
     assert kinds[:12] == [*block_layers, keras.layers.ReLU] * 3
     first = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
     assert first.strides == (1, 1) and tuple(first.output.shape[1:]) == (28, 28, 16)
     flatten = next(layer for layer in model.layers if isinstance(layer, keras.layers.Flatten))
     assert tuple(flatten.output.shape[1:]) == (3 * 3 * 128,)  # 28 -> 14 -> 7 -> 3
+
+
+def test_the_served_twin_is_keras_layers_only_and_takes_the_trained_weights() -> None:
+    config = TrainConfig(filters=(4, 8), dense=16)
+    trained, served = cnn.build(config), cnn.build(config, serving=True)
+    assert all(type(layer).__module__.startswith("keras.") for layer in served.layers)
+    assert [weight.shape for weight in served.weights] == [weight.shape for weight in trained.weights]
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fused_batch_norm_trains_as_keras_layer_does(policy: str, seed: int) -> None:
+    """A block's conv -> max-pool -> batch norm in a compiled function, as the train step runs it (oneDNN's
+    kernels and layouts): the output, the gradients of the conv kernel, gamma and beta, and the moving
+    averages after the step. (No ReLU after it: where its input is within rounding of zero the two layers'
+    gradients differ by design, and that would hide nothing but the comparison.)"""
+    inputs = tf.random.stateless_normal([32, 14, 14, 8], seed=[seed, 1]) * 3.0 + 1.0
+    kernel = tf.random.stateless_normal([3, 3, 8, 16], seed=[seed, 2]) * 0.2
+    upstream = tf.random.stateless_normal([32, 7, 7, 16], seed=[seed, 3])
+    results = []
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        for layer in (keras.layers.BatchNormalization(momentum=0.9), cnn.FusedBatchNorm(momentum=0.9)):
+            layer.build((None, 7, 7, 16))
+            layer.gamma.assign(tf.linspace(0.5, 2.0, 16))
+            layer.beta.assign(tf.linspace(-1.0, 1.0, 16))
+            weights = tf.Variable(tf.cast(kernel, layer.compute_dtype))
+
+            @tf.function
+            def step(layer: keras.layers.Layer = layer, weights: tf.Variable = weights) -> list[tf.Tensor]:
+                with tf.GradientTape() as tape:
+                    convolved = tf.nn.conv2d(tf.cast(inputs, layer.compute_dtype), weights, 1, "SAME")
+                    outputs = layer(tf.nn.max_pool2d(convolved, 2, 2, "VALID"), training=True)
+                    loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * upstream)
+                return [outputs, *tape.gradient(loss, [weights, layer.gamma, layer.beta])]
+
+            results.append([*step(), layer.moving_mean, layer.moving_variance])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    tolerance = 1e-4 if policy == "float32" else 2e-2
+    for keras_value, fused_value in zip(*results, strict=True):
+        expected, actual = (np.asarray(tf.cast(value, tf.float32)) for value in (keras_value, fused_value))
+        np.testing.assert_allclose(actual, expected, atol=tolerance * np.abs(expected).max(), rtol=0)
 
 
 def test_a_very_short_onecycle_run_still_warms_up_for_at_most_a_quarter_of_it() -> None:
