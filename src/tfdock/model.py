@@ -23,8 +23,8 @@ BATCH_NORM_MOMENTUM = 0.9
 class FusedBatchNorm(keras.layers.BatchNormalization):
     """Keras's BatchNormalization (its weights, moving averages and inference maths), trained through
     TensorFlow's fused kernel, one op forward and one back (oneDNN's on a CPU, cuDNN's on a GPU), where
-    Keras 3 computes the moments, the normalisation and their gradients op by op: 1.20x the images/s of
-    the whole default training on avx512 CPUs, 1.07x on avx2 ones (docs/recipe.md). For N x H x W x C
+    Keras 3 computes the moments, the normalisation and their gradients op by op: the default trains
+    1.10-1.19x the images/s on an avx512 CPU, 1.07x held to avx2 kernels (docs/recipe.md). For N x H x W x C
     inputs (the conv blocks'); the same results as Keras's layer up to float rounding."""
 
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
