@@ -42,7 +42,7 @@ class Figure:
     reference_name: str
     goal: tuple[str, str, float] | None = None
     note: str = ""
-    carried_over: bool = False  # in a report: measured by an earlier run, not this one
+    carried_over_from: str = ""  # in a report: the earlier run that measured it ("" when this run did)
 
     @property
     def ratio(self) -> float:
@@ -260,8 +260,11 @@ def report(settings: Any, quick: bool, fresh: set[str]) -> None:
     from tfdock_host.suites import run_script_in_dev_image
 
     reported = [name for name, *_ in BENCHMARKS if (RESULTS / f"{name}.json").exists()]
+    last_runs = _last_runs_of_each()
     figures = [
-        dataclasses.replace(figure, carried_over=name not in fresh)
+        dataclasses.replace(
+            figure, carried_over_from="" if name in fresh else last_runs.get(name, "an earlier run")
+        )
         for name in reported
         for figure in read_figures(name)
     ]
@@ -312,8 +315,18 @@ def _print_table(figures: list[Figure], about: dict[str, Any]) -> None:
     out.print(table)
 
 
+def _last_runs_of_each() -> dict[str, str]:
+    """Each benchmark's latest run, by the dated records (oldest first: the names sort by time)."""
+    last_runs = {}
+    for path in sorted(RESULTS.glob("20*.json")):
+        record = json.loads(path.read_text())
+        for name in record.get("fresh", []):  # the earliest records did not list them
+            last_runs[name] = f"the run of {record['measured_at']} ({path.name})"
+    return last_runs
+
+
 def _measured(figure: Figure) -> str:
-    return "carried over from an earlier run" if figure.carried_over else "fresh"
+    return f"carried over from {figure.carried_over_from}" if figure.carried_over_from else "fresh"
 
 
 def _machine_line(about: dict[str, Any]) -> str:

@@ -55,10 +55,27 @@ def test_a_missed_goal_makes_the_benchmark_exit_non_zero_and_names_it(monkeypatc
 
 def test_the_report_says_which_rows_are_fresh_and_which_are_carried_over() -> None:
     about = {"machine": {"cores": 2, "memory_gib": 8, "engine": "20.10"}, "measured_at": "now", "quick": True}
-    page = bench._markdown([_figure(1.0, metric="new"), _figure(1.0, metric="old", carried_over=True)], about)
+    earlier = "the run of 2026-12-07T13:29:40Z (2026-12-07T1329Z.json)"
+    old = _figure(1.0, metric="old", carried_over_from=earlier)
+    page = bench._markdown([_figure(1.0, metric="new"), old], about)
     rows = {line.split(" | ")[1]: line for line in page.splitlines() if line.startswith("| g |")}
     assert rows["new [s]"].endswith("| fresh |")
-    assert rows["old [s]"].endswith("| carried over from an earlier run |")
+    assert rows["old [s]"].endswith(f"| carried over from {earlier} |")
+
+
+def test_a_carried_over_row_names_the_latest_run_that_measured_it(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    records = {
+        "2026-11-26.json": {"measured_at": "2026-11-26T11:49:37Z"},  # before records listed their rows
+        "2026-12-07T1329Z.json": {"measured_at": "2026-12-07T13:29:40Z", "fresh": ["a", "b"]},
+        "2026-12-07T1410Z.json": {"measured_at": "2026-12-07T14:10:36Z", "fresh": ["b"]},
+    }
+    for name, record in records.items():
+        (tmp_path / name).write_text(json.dumps(record))
+    assert bench._last_runs_of_each() == {
+        "a": "the run of 2026-12-07T13:29:40Z (2026-12-07T1329Z.json)",
+        "b": "the run of 2026-12-07T14:10:36Z (2026-12-07T1410Z.json)",
+    }
 
 
 def _seed_run(
