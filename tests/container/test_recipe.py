@@ -80,8 +80,9 @@ def test_the_served_twin_is_keras_layers_only_and_takes_the_trained_weights() ->
 def test_fused_batch_norm_trains_as_keras_layer_does(policy: str, seed: int) -> None:
     """A block's conv -> max-pool -> batch norm in a compiled function, as the train step runs it (oneDNN's
     kernels and layouts): the output, the gradients of the conv kernel, gamma and beta, and the moving
-    averages after the step. (No ReLU after it: where its input is within rounding of zero the two layers'
-    gradients differ by design, and that would hide nothing but the comparison.)"""
+    averages after the step. (No ReLU after it: where its input is within rounding of zero, the two layers'
+    roundings land on either side and the ReLU passes one gradient and stops the other, which says nothing
+    about the kernel.)"""
     inputs = tf.random.stateless_normal([32, 14, 14, 8], seed=[seed, 1]) * 3.0 + 1.0
     kernel = tf.random.stateless_normal([3, 3, 8, 16], seed=[seed, 2]) * 0.2
     upstream = tf.random.stateless_normal([32, 7, 7, 16], seed=[seed, 3])
