@@ -23,10 +23,11 @@ LATEST = "latest"
 # What a resumed run takes from its command line; everything else is the saved run's (its schedule, for one,
 # is sized by its epochs). `steps_per_call` changes no weight, `step_delay` is a test's pacing.
 RESUME_OVERRIDES = ("data_dir", "output_dir", "profile", "download", "step_delay", "steps_per_call")
-# What the same options build, saved with each run: 2 since each block pools before its batch norm and the
-# first works at the full 28x28. A checkpoint of a run saved without it (1) holds the same variables as
-# another model of the same options, so resuming it here would train on silently as that other model.
-RECIPE_VERSION = 2
+# What the same options build and how they train, saved with each run: 2 since each block pools before its
+# batch norm and the first works at the full 28x28; 3 since Adam's second-moment decay is 0.99. A checkpoint
+# of an earlier run holds the same variables as this one's for the same options, so resuming it here would
+# train on silently as another model or with another optimizer.
+RECIPE_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +157,7 @@ class TrainConfig:
             fields = json.loads(path.read_text())
             if fields.pop("recipe_version", 1) != RECIPE_VERSION:
                 raise ConfigError(
-                    f"{path.parent}: trained by an earlier tfdock, whose model differs for the same options: "
+                    f"{path.parent}: trained by an earlier tfdock, whose recipe differs for the same options: "
                     "it cannot resume here",
                     "finish it with the tfdock it started with, or train a new run",
                 )

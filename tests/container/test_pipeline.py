@@ -163,15 +163,18 @@ def test_a_saved_config_reads_back_as_the_same_run(tmp_path: Path) -> None:
     assert TrainConfig.from_json_file(tmp_path / "config.json") == config
 
 
-def test_a_run_saved_by_an_earlier_recipe_is_refused_not_resumed_as_another_model(tmp_path: Path) -> None:
+def test_a_run_saved_by_an_earlier_recipe_is_refused_not_resumed_on_another_recipe(tmp_path: Path) -> None:
     # Its checkpoint has the same variables as today's model of the same options: it would load, and train on
-    # as a different model.
-    saved = json.loads(TrainConfig().to_json())
-    del saved["recipe_version"]
-    (tmp_path / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(ConfigError) as caught:
-        TrainConfig.from_json_file(tmp_path / "config.json")
-    assert str(caught.value) == (
-        f"{tmp_path}: trained by an earlier tfdock, whose model differs for the same options: "
-        "it cannot resume here — finish it with the tfdock it started with, or train a new run"
-    )
+    # as a different model (version 1, saved without a version) or with another optimizer (version 2).
+    for earlier in (None, 2):
+        saved = json.loads(TrainConfig().to_json())
+        del saved["recipe_version"]
+        if earlier:
+            saved["recipe_version"] = earlier
+        (tmp_path / "config.json").write_text(json.dumps(saved))
+        with pytest.raises(ConfigError) as caught:
+            TrainConfig.from_json_file(tmp_path / "config.json")
+        assert str(caught.value) == (
+            f"{tmp_path}: trained by an earlier tfdock, whose recipe differs for the same options: "
+            "it cannot resume here — finish it with the tfdock it started with, or train a new run"
+        )
