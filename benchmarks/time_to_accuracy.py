@@ -95,8 +95,8 @@ def run(recipe: Recipe, env: runtime.Runtime, splits: data.Splits, seed: int, qu
     )
     reached = curve.first_at()
     last = curve.epochs[-1]
-    # The curve scores the model being trained; a finished run is scored as it is exported (for ours, with
-    # the mirror average), as metrics.json does.
+    # The curve scores the model being trained; a finished run is scored as it is exported (for ours, the
+    # mean over the views it trained on), as metrics.json does.
     completed = last["epoch"] == recipe.epochs
     return {
         "batch_size": recipe.batch_size,

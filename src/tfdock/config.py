@@ -142,6 +142,12 @@ class TrainConfig:
         """Whether the exported model averages its answers over the mirror image (if it trained on some)."""
         return self.flips_images and self.epochs > self.flip_after
 
+    @property
+    def shifts_at_inference(self) -> bool:
+        """Whether the exported model averages its answers over the image moved a pixel each way (if it
+        trained on shifted images)."""
+        return self.translate > 0 and self.epochs > self.translate_after
+
     def as_dict(self) -> dict[str, Any]:
         """The run's settings, as config.json and metrics.json keep them."""
         fields = dataclasses.asdict(self)

@@ -67,10 +67,13 @@ def small_fashion(fashion: data.Splits) -> data.Splits:
 
 @pytest.fixture(scope="session")
 def trained_run(fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One short real training run shared by the export, evaluate and predict tests. Mirroring starts after
-    the first of its two epochs, so its exports are the full-length recipe's: with the mirror mean."""
+    """One short real training run shared by the export, evaluate and predict tests. Mirroring and shifts
+    start after the first of its two epochs, so its exports are the full-length recipe's: averaged over the
+    mirror and the shifted views."""
     output_dir = tmp_path_factory.mktemp("outputs")
-    args = train_args(fashion_dir, output_dir, "--flip-after", "1", "--run-name", "shared")
+    args = train_args(
+        fashion_dir, output_dir, "--flip-after", "1", "--translate-after", "1", "--run-name", "shared"
+    )
     result = run_module("tfdock.train", args)
     assert result.returncode == 0, result.stderr
     return output_dir / "shared"

@@ -40,7 +40,8 @@ def test_metrics_json_scores_the_model_as_exported(trained_run: Path, fashion: d
     accuracy = (probabilities.argmax(axis=1) == fashion.test_labels[:count]).mean()
     assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     model = keras.models.load_model(trained_run / "model.keras")
-    assert model.get_layer("mirror")  # trained on mirror images: the export averages over the mirror
+    # Trained on mirror images and shifted ones: the export averages over the mirror and the shifted views.
+    assert model.get_layer("mirror") and model.get_layer("shift_right")
 
 
 def test_model_keras_loads_with_plain_keras_and_no_tfdock(trained_run: Path) -> None:

@@ -1,4 +1,4 @@
-"""The default recipe: learning-rate schedules, augmentation, the mirror mean, smoothing in the loss only."""
+"""The default recipe: learning-rate schedules, augmentation, the views the export averages over, smoothing in the loss only."""
 
 from __future__ import annotations
 
@@ -164,17 +164,39 @@ def test_label_smoothing_changes_the_training_loss_only() -> None:
     assert float(correct) == 1 and float(count) == 3
 
 
-def test_a_model_trained_on_mirror_images_answers_with_the_mean_over_the_mirror() -> None:
-    config = TrainConfig(flip="on")
-    trained = cnn.build(config)
-    served = cnn.for_inference(trained, config)
+def _moved(images: np.ndarray, down: int, right: int) -> np.ndarray:
+    """The images moved `down` rows and `right` columns (either may be negative), zeros shifted in."""
+    moved = np.roll(images, (down, right), axis=(1, 2))
+    for axis, pixels in ((1, down), (2, right)):
+        if pixels:
+            wrapped = [slice(None)] * moved.ndim
+            wrapped[axis] = slice(0, pixels) if pixels > 0 else slice(pixels, None)
+            moved[tuple(wrapped)] = 0
+    return moved
+
+
+def test_the_export_answers_with_the_mean_over_the_views_it_trained_on() -> None:
+    trained = cnn.build(TrainConfig())
     pixels = np.random.default_rng(0).integers(0, 256, (8, 28, 28)).astype("float32")
-    expected = (trained(pixels, training=False) + trained(pixels[:, :, ::-1], training=False)) / 2
-    np.testing.assert_allclose(served(pixels, training=False), expected, rtol=1e-6, atol=1e-7)
+
+    def mean_over(views: list[np.ndarray]) -> np.ndarray:
+        return np.mean([trained(view, training=False) for view in views], axis=0)
+
+    mirrored_and_shifted = cnn.for_inference(trained, TrainConfig())  # the default trains on both
+    images = [pixels, pixels[:, :, ::-1]]
+    views = [_moved(image, *move) for image in images for move in [(0, 0), (0, 1), (0, -1), (1, 0), (-1, 0)]]
     np.testing.assert_allclose(
-        served(pixels[..., np.newaxis], training=False), expected, rtol=1e-6, atol=1e-7
+        mirrored_and_shifted(pixels, training=False), mean_over(views), rtol=1e-5, atol=1e-7
     )
-    assert cnn.for_inference(trained, TrainConfig(flip="off")) is trained
-    not_yet_mirrored = TrainConfig(flip="on", epochs=3, flip_after=3)
-    assert cnn.for_inference(trained, not_yet_mirrored) is trained
-    assert not served.get_layer("mirror").trainable_weights  # training never changes the mirror
+    np.testing.assert_allclose(
+        mirrored_and_shifted(pixels[..., np.newaxis], training=False), mean_over(views), rtol=1e-5, atol=1e-7
+    )
+    for view in ("mirror", "shift_right", "shift_left"):  # training never changes the views
+        assert not mirrored_and_shifted.get_layer(view).trainable_weights
+    mirrored = cnn.for_inference(trained, TrainConfig(translate=0))
+    np.testing.assert_allclose(mirrored(pixels, training=False), mean_over(images), rtol=1e-5, atol=1e-7)
+    shifted = cnn.for_inference(trained, TrainConfig(flip="off"))
+    np.testing.assert_allclose(shifted(pixels, training=False), mean_over(views[:5]), rtol=1e-5, atol=1e-7)
+    assert cnn.for_inference(trained, TrainConfig(flip="off", translate=0)) is trained
+    not_yet_augmented = TrainConfig(epochs=3, flip_after=3, translate_after=3)
+    assert cnn.for_inference(trained, not_yet_augmented) is trained
