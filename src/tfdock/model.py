@@ -109,8 +109,8 @@ def for_inference(trained: keras.Model, config: TrainConfig) -> keras.Model:
     """The model as exported: the mean of `trained`'s answers over the views of the image it trained on
     (test-time augmentation), or `trained` itself when it trained on the images as they are. The views: the
     image and, if training mirrored, its mirror image (+0.3 points on Fashion-MNIST); if training shifted,
-    each of those moved one pixel right, left, down and up besides (10 views with both: +0.08 to +0.26
-    points more over six trained models, for 5x the inference; docs/recipe.md). Only what the model has
+    each of those moved one pixel right, left, down and up besides (10 views with both: +0.05 to +0.26
+    points more on each of six trained models, for 5x the inference; docs/recipe.md). Only what the model has
     trained on: before it has seen mirror images, the mirror mean costs points.
 
     Each view is a product with a frozen matrix of ones and zeros (rows through a transpose), so exact, and
