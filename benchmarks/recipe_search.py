@@ -2,9 +2,10 @@
 
 The measurements behind docs/recipe.md: the trainer's own pipeline, model, optimizer and steps, on the real
 files, with test accuracy of the model alone four times per epoch in the first two epochs (for time to 90%)
-and after every epoch, and of the model as exported (its mean over mirror and shifted views) after every epoch (the loop:
-benchmarks/accuracy_curve.py, shared with time_to_accuracy.py). Accuracy per epoch does not depend on the
-machine or its load (the run is deterministic); images/s does, so compare speed within one quiet run.
+and after every epoch, and of the model as exported (its mean over mirror and shifted views) after every
+epoch (the loop: benchmarks/accuracy_curve.py, shared with time_to_accuracy.py). Accuracy per epoch does not
+depend on the machine or its load (the run is deterministic); images/s does, so compare speed within one
+quiet run.
 
     invoke shell -- python benchmarks/recipe_search.py --name NAME [--results FILE] -- [tfdock.train options]
 

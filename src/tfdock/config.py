@@ -163,8 +163,8 @@ class TrainConfig:
             fields = json.loads(path.read_text())
             if fields.pop("recipe_version", 1) != RECIPE_VERSION:
                 raise ConfigError(
-                    f"{path.parent}: trained by an earlier tfdock, whose recipe differs for the same options: "
-                    "it cannot resume here",
+                    f"{path.parent}: trained by an earlier tfdock, whose recipe differs for the same "
+                    "options: it cannot resume here",
                     "finish it with the tfdock it started with, or train a new run",
                 )
             fields["filters"] = tuple(fields["filters"])

@@ -1,4 +1,5 @@
-"""The default recipe: learning-rate schedules, augmentation, the views the export averages over, smoothing in the loss only."""
+"""The default recipe: learning-rate schedules, augmentation, the views the export averages over, smoothing
+in the loss only."""
 
 from __future__ import annotations
 
