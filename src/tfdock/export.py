@@ -52,8 +52,8 @@ def save(trained: keras.Model, config: TrainConfig, run_dir: Path) -> None:
         # Any rank whose trailing elements form 28x28 images: N x 28 x 28 or N x 28 x 28 x 1.
         return plain(tf.reshape(pixels, [-1, IMAGE_SIDE, IMAGE_SIDE]), training=False)
 
-    # uint8 pixels through serve's own graph: the SavedModel holds one copy of the model (of its 10 views),
-    # not two, and is written in 2.7 s rather than 3.7 (docs/recipe.md).
+    # uint8 pixels through serve's own graph: the SavedModel holds the model (with the default's 10 views)
+    # once, not twice, and is written in 2.4-2.9 s rather than 3.5-4.0 (docs/recipe.md).
     @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8, name="pixels")])
     def serve_uint8(pixels: tf.Tensor) -> tf.Tensor:
         return serve(tf.cast(pixels, tf.float32))
