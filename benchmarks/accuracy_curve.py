@@ -48,6 +48,20 @@ def evaluation_steps(steps_per_epoch: int, epochs: int, frequent_epochs: int) ->
     return schedule
 
 
+def exported_accuracy(model: Any, config: Any, images: Any, labels: Any) -> Callable[[], float]:
+    """Scores `model` (a Keras model, trained with TrainConfig `config`) as tfdock exports it, on these
+    test images."""
+
+    def score() -> float:
+        # Imported here: the host tests import this module without TensorFlow.
+        from tfdock.evaluate import evaluate
+        from tfdock.export import Exported
+
+        return float(evaluate(Exported(model, config).predict, images, labels)["accuracy"])
+
+    return score
+
+
 def train(
     name: str,
     trainer: Trainer,
@@ -58,13 +72,15 @@ def train(
     *,
     frequent_epochs: int,
     steps_per_call: int = 1,
+    exported_accuracy: Callable[[], float] | None = None,
     exported_every_epoch: bool = False,
     stop_at_target: bool = False,
 ) -> Curve:
     """Train `epochs` epochs, the first `frequent_epochs` of them evaluated EVALS_PER_EPOCH times, or with
     `stop_at_target` until the end of the epoch in which the target is first reached. The model as exported
-    is scored after the last epoch, and with `exported_every_epoch` after each one. Prints a line for each
-    evaluation point, starting with `name`."""
+    is scored (`exported_accuracy`; without it, the model as trained) after the last epoch, and with
+    `exported_every_epoch` after each one. Prints a line for each evaluation point, starting with `name`."""
+    score_exported = exported_accuracy or (lambda: trainer.evaluate(test)[1])
     curve = Curve()
     for epoch, stops in enumerate(evaluation_steps(steps_per_epoch, epochs, frequent_epochs)):
         batches = iter(trainer.distribute(batches_for_epoch(epoch)))
@@ -83,7 +99,7 @@ def train(
             if stop == stops[-1]:
                 scored = {"epoch": epoch + 1, "accuracy": accuracy}
                 if exported_every_epoch or epoch + 1 == epochs:
-                    scored["exported"] = trainer.evaluate(test, as_exported=True)[1]
+                    scored["exported"] = score_exported()
                     line += f"  exported {scored['exported']:.4f}"
                 curve.epochs.append(scored)
             print(line, flush=True)

@@ -53,8 +53,7 @@ def main() -> int:
     with env.strategy.scope():
         model = cnn.build(config)
         optimizer = make_optimizer(config, env, steps_per_epoch)
-        inference_model = cnn.for_inference(model, config)
-    trainer = Trainer(model, optimizer, env, config.label_smoothing, inference_model)
+    trainer = Trainer(model, optimizer, env, config.label_smoothing)
 
     curve = accuracy_curve.train(
         args.name,
@@ -65,6 +64,7 @@ def main() -> int:
         config.epochs,
         frequent_epochs=FREQUENT_EPOCHS,
         steps_per_call=config.steps_per_call,
+        exported_accuracy=accuracy_curve.exported_accuracy(model, config, test_images, test_labels),
         exported_every_epoch=True,
     )
     reached = curve.first_at()

@@ -44,7 +44,7 @@ class Recipe:
     optimizer: Any  # (steps_per_epoch) -> keras optimizer
     label_smoothing: float = 0.0  # of the training loss only; both are evaluated the same way
     augmentation: Augmentation = NO_AUGMENTATION  # flips and shifts, as the trainer's pipeline does them
-    for_inference: Any = None  # (trained model) -> the model as exported, for the final accuracy
+    exported_as: TrainConfig | None = None  # ours: scored as exported (export.Exported); else as trained
     steps_per_call: int = 1  # ours as tfdock.train runs it (TrainConfig's); keras-io one, as its fit does
 
 
@@ -79,8 +79,12 @@ def run(recipe: Recipe, env: runtime.Runtime, splits: data.Splits, seed: int, qu
     test = pipeline.evaluation_batches(splits.test_images, splits.test_labels, EVAL_BATCH_SIZE)
     steps_per_epoch = len(train_images) // recipe.batch_size
     model = recipe.build()
-    inference_model = recipe.for_inference(model) if recipe.for_inference else model
-    trainer = Trainer(model, recipe.optimizer(steps_per_epoch), env, recipe.label_smoothing, inference_model)
+    trainer = Trainer(model, recipe.optimizer(steps_per_epoch), env, recipe.label_smoothing)
+    exported_accuracy = (
+        accuracy_curve.exported_accuracy(model, recipe.exported_as, splits.test_images, splits.test_labels)
+        if recipe.exported_as
+        else None
+    )
 
     curve = accuracy_curve.train(
         recipe.name,
@@ -91,6 +95,7 @@ def run(recipe: Recipe, env: runtime.Runtime, splits: data.Splits, seed: int, qu
         recipe.epochs,
         frequent_epochs=recipe.epochs,
         steps_per_call=recipe.steps_per_call,
+        exported_accuracy=exported_accuracy,
         stop_at_target=quick,
     )
     reached = curve.first_at()
@@ -162,7 +167,7 @@ def main() -> int:
             lambda steps: make_optimizer(ours, env, steps),
             ours.label_smoothing,
             ours.augmentation,
-            lambda model: cnn.for_inference(model, ours),
+            ours,
             ours.steps_per_call,
         ),
         Recipe("keras-io", 128, 15, keras_io_convnet, lambda steps: keras.optimizers.Adam()),

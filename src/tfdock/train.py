@@ -28,6 +28,7 @@ from tfdock import cli, data, export, pipeline, runs, runtime
 from tfdock import model as cnn
 from tfdock.config import TrainConfig, parse_args
 from tfdock.errors import ConfigError
+from tfdock.evaluate import evaluate
 from tfdock.files import write_text_atomically
 from tfdock.optimizer import learning_rate_schedule, optimizer_for, rate_at, replica_warmup_steps
 from tfdock.progress_line import ProgressLine, live_from_environment
@@ -87,8 +88,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         schedule = learning_rate_schedule(config, env.learning_rate, steps_per_epoch, env.replicas)
         optimizer = optimizer_for(schedule, env)
         epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-        inference_model = cnn.for_inference(model, config)
-    trainer = Trainer(model, optimizer, env, config.label_smoothing, inference_model)
+    trainer = Trainer(model, optimizer, env, config.label_smoothing)
     # The data order is a function of (seed, epoch); with dropout's RNG state these objects are everything
     # --resume needs to continue exactly. (Keras does not checkpoint the seed generators on its own.)
     checkpoint = tf.train.Checkpoint(
@@ -105,7 +105,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
         progress = runs.Progress.load(resume_dir / "metrics.json", int(epochs_done.numpy()))
 
     validation_batches = pipeline.evaluation_batches(*validation, EVAL_BATCH_SIZE)
-    test_batches = pipeline.evaluation_batches(*test, EVAL_BATCH_SIZE)
     with runs.writing(run_dir):
         writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
     profiler = Profiler(config.profile, run_dir / "tensorboard")
@@ -186,10 +185,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
             )
             cli.stop_signals.raise_if_pending()
         profiler.stop()
-        test_loss, test_accuracy = trainer.evaluate(test_batches, as_exported=True)
+        # The test set is scored by the function the SavedModel serves, traced once for both.
+        exported = export.Exported(model, config)
+        scores = evaluate(exported.predict, *test)
+        test_loss, test_accuracy = scores["loss"], scores["accuracy"]
         if env.is_chief:
             with runs.writing(run_dir):
-                export.save(model, config, run_dir)
+                exported.save(run_dir)
         metrics = record("complete", test_loss=test_loss, test_accuracy=test_accuracy)
     print(
         f"test accuracy {test_accuracy:.4f} loss {test_loss:.4f} after {len(progress.history)} epochs, "

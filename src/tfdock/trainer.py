@@ -28,11 +28,8 @@ class Trainer:
         optimizer: keras.optimizers.Optimizer,
         env: runtime.Runtime,
         label_smoothing: float = 0.0,
-        inference_model: keras.Model | None = None,
     ) -> None:
         self.model = model
-        # The model as exported (cnn.for_inference), for the final scores; epochs are scored on `model` alone.
-        self.inference_model = inference_model or model
         self.optimizer = optimizer
         self.strategy = env.strategy
         with self.strategy.scope():
@@ -156,11 +153,9 @@ class Trainer:
         # In cross-replica context: a cond in replica context may not hold the apply's merge_call.
         tf.cond(overflows == 0, apply_unscaled, skip)
 
-    def _eval_step_fn(self, images: Any, labels: Any, as_exported: bool) -> tuple[tf.Tensor, ...]:
-        model = self.inference_model if as_exported else self.model
-
+    def _eval_step_fn(self, images: Any, labels: Any) -> tuple[tf.Tensor, ...]:
         def replica_step(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            return self._sums(labels, model(images, training=False))
+            return self._sums(labels, self.model(images, training=False))
 
         per_replica = self.strategy.run(replica_step, args=(images, labels))
         return tuple(
@@ -195,10 +190,10 @@ class Trainer:
         loss_sum, correct, count = self._train_totals.read_value().numpy()
         return float(loss_sum / count), float(correct / count)
 
-    def evaluate(self, dataset: tf.data.Dataset, as_exported: bool = False) -> tuple[float, float]:
-        """(mean loss, accuracy) over a whole dataset, of the model being trained or of it as exported."""
+    def evaluate(self, dataset: tf.data.Dataset) -> tuple[float, float]:
+        """(mean loss, accuracy) of the model being trained over a whole dataset."""
         totals = np.zeros(3)
         for batch in self.distribute(dataset):
-            totals += [float(value) for value in self._eval_step(*batch, as_exported)]
+            totals += [float(value) for value in self._eval_step(*batch)]
         loss_sum, correct, count = totals
         return loss_sum / count, correct / count
