@@ -3,7 +3,7 @@ metrics.json records: image check, container start, imports, data load, validati
 export. The run is a default one but for its length: 2 epochs of the whole data set (as issue 16 measured by
 hand), mirrored and shifted from the first epoch, so that it ends as a default run does, scoring and
 exporting the model averaged over its 10 views (a 1-epoch run on a subset, with no views, read 6.6 s where
-this one reads 13.1). The reference is the floor under it: a bare `docker run` of `import tensorflow` in
+this one reads 13.0). The reference is the floor under it: a bare `docker run` of `import tensorflow` in
 the same image.
 
     python benchmarks/start_overhead.py [--quick] [--repeat 3]
